@@ -1,0 +1,219 @@
+"""The ``batchtransform`` command: the AWS CLI's sagemaker commands, plus ``run`` and ``logs``.
+
+Thin by design: each command builds a request document, calls the SDK session and prints
+the response as JSON. ``--cli-input-json`` takes the same documents as ``aws sagemaker``.
+Exit codes follow the AWS CLI: 0 success, 252 bad arguments, 254 the service refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from batchtransform.errors import BatchTransformError
+from batchtransform.jobs import JobStatus
+from batchtransform.sdk import Session
+
+EXIT_USAGE = 252
+EXIT_SERVICE = 254
+EXIT_FOR_STATUS = {"Completed": 0, "Failed": 1, "Stopped": 3}
+
+# command -> (operation, help, [(flag, request member, type, help)])
+_API_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, Any, str]]]] = {
+    "create-model": ("CreateModel", "Register a model (image + model data).", [
+        ("--model-name", "ModelName", str, "the model's name"),
+    ]),
+    "describe-model": ("DescribeModel", "Show one model.", [
+        ("--model-name", "ModelName", str, "the model's name"),
+    ]),
+    "list-models": ("ListModels", "List models, newest first.", [
+        ("--name-contains", "NameContains", str, "only names containing this"),
+        ("--sort-by", "SortBy", str, "Name or CreationTime"),
+        ("--sort-order", "SortOrder", str, "Ascending or Descending"),
+        ("--max-results", "MaxResults", int, "page size (1-100)"),
+        ("--next-token", "NextToken", str, "the page to continue from"),
+    ]),
+    "delete-model": ("DeleteModel", "Delete a model (not its artifacts).", [
+        ("--model-name", "ModelName", str, "the model's name"),
+    ]),
+    "create-transform-job": ("CreateTransformJob", "Start a transform job; returns at once.", [
+        ("--transform-job-name", "TransformJobName", str, "the job's name"),
+        ("--model-name", "ModelName", str, "the model to run"),
+    ]),
+    "describe-transform-job": ("DescribeTransformJob", "Show a job's status and progress.", [
+        ("--transform-job-name", "TransformJobName", str, "the job's name"),
+    ]),
+    "list-transform-jobs": ("ListTransformJobs", "List transform jobs, newest first.", [
+        ("--status-equals", "StatusEquals", str, "InProgress, Completed, Failed, ..."),
+        ("--name-contains", "NameContains", str, "only names containing this"),
+        ("--sort-by", "SortBy", str, "Name, CreationTime or Status"),
+        ("--sort-order", "SortOrder", str, "Ascending or Descending"),
+        ("--max-results", "MaxResults", int, "page size (1-100)"),
+        ("--next-token", "NextToken", str, "the page to continue from"),
+    ]),
+    "stop-transform-job": ("StopTransformJob", "Stop a running job; partial outputs are removed.", [
+        ("--transform-job-name", "TransformJobName", str, "the job's name"),
+    ]),
+}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except _UsageError as exc:
+        print(f"batchtransform: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BatchTransformError as exc:
+        operation = getattr(args, "operation", "the")
+        print(
+            f"An error occurred ({exc.code}) when calling the {operation} operation: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_SERVICE
+    except KeyboardInterrupt:
+        return 130
+
+
+class _UsageError(Exception):
+    """Arguments that cannot make a request (unreadable --cli-input-json)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batchtransform",
+        description="Self-hosted batch inference with the SageMaker Batch Transform API.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name, (operation, help_text, flags) in _API_COMMANDS.items():
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--cli-input-json", help="request JSON: inline, or file://PATH")
+        for flag, member, kind, flag_help in flags:
+            command.add_argument(flag, dest=member, type=kind, help=flag_help)
+        command.set_defaults(handler=_api_command, operation=operation)
+    _add_run(commands)
+    _add_logs(commands)
+    return parser
+
+
+def _add_run(commands: Any) -> None:
+    help_text = "Create a transform job and follow it with a progress bar to its end."
+    command = commands.add_parser("run", help=help_text, description=help_text)
+    command.add_argument("--cli-input-json", required=True, help="CreateTransformJob JSON")
+    command.add_argument("--logs", action="store_true", help="print the job's logs at the end")
+    command.set_defaults(handler=_run, operation="CreateTransformJob")
+
+
+def _add_logs(commands: Any) -> None:
+    help_text = "Print a job's log streams (model output and data-log)."
+    command = commands.add_parser("logs", help=help_text, description=help_text)
+    command.add_argument("transform_job_name", metavar="NAME")
+    command.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    command.set_defaults(handler=_logs, operation="DescribeTransformJob")
+
+
+def _api_command(args: argparse.Namespace) -> int:
+    request = _request(args)
+    _print_json(Session().call(args.operation, request))
+    return 0
+
+
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    request = _read_input_json(args.cli_input_json) if args.cli_input_json else {}
+    for key, value in vars(args).items():
+        if key[:1].isupper() and value is not None:
+            request[key] = value
+    return request
+
+
+def _read_input_json(value: str) -> dict[str, Any]:
+    text = value
+    if value.startswith("file://"):
+        try:
+            text = Path(value.removeprefix("file://")).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _UsageError(f"cannot read --cli-input-json {value}: {exc.strerror}") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _UsageError(f"--cli-input-json is not valid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise _UsageError("--cli-input-json must hold a JSON object")
+    return document
+
+
+def _run(args: argparse.Namespace) -> int:
+    session = Session()
+    request = _read_input_json(args.cli_input_json)
+    session.call("CreateTransformJob", request)
+    name = request["TransformJobName"]
+    description = _follow_with_progress(session, name)
+    if args.logs:
+        session.logs_for_transform_job(name)
+    status = description["TransformJobStatus"]
+    line = f"{name}: {status}"
+    if description.get("FailureReason"):
+        line += f"\n{description['FailureReason']}"
+    print(line, file=sys.stderr if status != "Completed" else sys.stdout)
+    print(f"Output: {description['TransformOutput']['S3OutputPath']}")
+    return EXIT_FOR_STATUS.get(status, 1)
+
+
+def _follow_with_progress(session: Session, name: str) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    describe: Callable[[], dict[str, Any]] = lambda: session.call(  # noqa: E731
+        "DescribeTransformJob", {"TransformJobName": name}
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("objects · {task.fields[records]} records · {task.fields[status]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(name, total=None, records=0, status="InProgress")
+        while True:
+            description = describe()
+            progress, status = description["Progress"], description["TransformJobStatus"]
+            done = progress["ObjectsCompleted"] + progress["ObjectsFailed"]
+            bar.update(
+                task,
+                total=progress["ObjectsTotal"] or None,
+                completed=done,
+                records=progress["RecordsProcessed"],
+                status=status,
+            )
+            if JobStatus(status).terminal:
+                return description
+            time.sleep(0.5)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    Session().logs_for_transform_job(args.transform_job_name, wait=args.follow)
+    return 0
+
+
+def _print_json(response: dict[str, Any]) -> None:
+    print(json.dumps(response, indent=4, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot print {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

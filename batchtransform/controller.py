@@ -1,0 +1,243 @@
+"""Runs one transform job: plan → executor → progress → Completed, Failed or Stopped.
+
+One controller per job, in its own process (``launch_detached``), so the job outlives the
+client that created it. It knows nothing of HTTP or the CLI: it reads the job from the
+store, lists the input, hands work items to the executor's instances, records progress,
+and ends the job through ``jobs.transition``. Instances are gone when it returns, whatever
+happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchtransform import config, objects
+from batchtransform.errors import BatchTransformError
+from batchtransform.executors import Event, Executor, LocalExecutor
+from batchtransform.instance import InstanceFactory, ItemResult
+from batchtransform.jobs import JobStatus, transition
+from batchtransform.plan import WorkItem, plan_items
+from batchtransform.shapes import ModelSpec, TransformJobSpec
+from batchtransform.store import JobRecord, Store, open_store
+
+_STATUS_POLL_SECONDS = 0.5
+_PROGRESS_SAVE_SECONDS = 1.0
+_COUNTERS = ("records", "batches", "bytes_in", "bytes_out")
+
+
+@dataclass
+class Progress:
+    """What the job has done so far; saved to the store as the Describe ``Progress``."""
+
+    objects_total: int = 0
+    objects_completed: int = 0
+    objects_failed: int = 0
+    failed_objects: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    start_failure: str | None = None
+    counters: dict[int, dict[str, int]] = field(default_factory=dict)  # per item
+
+    def as_record(self) -> dict[str, Any]:
+        totals = {name: sum(c.get(name, 0) for c in self.counters.values()) for name in _COUNTERS}
+        return {
+            "objects_total": self.objects_total,
+            "objects_completed": self.objects_completed,
+            "objects_failed": self.objects_failed,
+            "failed_objects": self.failed_objects[:100],
+            **totals,
+        }
+
+
+class JobRun:
+    """One run of one job; ``run`` returns once the job has reached a final status."""
+
+    def __init__(self, store: Store, record: JobRecord, executor: Executor) -> None:
+        self.store, self.record, self.executor = store, record, executor
+        self.job = TransformJobSpec.from_request(record.request)
+        self.model = ModelSpec.from_request(record.model)
+        self.progress = Progress()
+        self.in_flight: dict[int, WorkItem] = {}
+        self._last_poll = self._last_save = 0.0
+        self._stopping = False
+
+    def run(self) -> None:
+        try:
+            items = self._plan()
+            if items:
+                finished = self.executor.run(
+                    items,
+                    InstanceFactory(self.job, self.model),
+                    self.job.instance_count,
+                    self._on_event,
+                    self._should_stop,
+                )
+                for item in self.in_flight.values():  # killed mid-write after a stop
+                    objects.remove_partials(item.output_url)
+                self._finish(finished)
+        except BatchTransformError as exc:
+            self._end(JobStatus.FAILED, f"ClientError: {exc}")
+        except Exception as exc:
+            traceback.print_exc()
+            self._end(JobStatus.FAILED, f"InternalServerError: {type(exc).__name__}: {exc}")
+
+    def _plan(self) -> list[WorkItem]:
+        found = objects.list_prefix(self.job.input_uri)
+        if not found:
+            self._end(
+                JobStatus.FAILED,
+                f"ClientError: no input objects found under S3Uri {self.job.input_uri}.",
+            )
+            return []
+        items = plan_items(found, self.job.output_path)
+        self.progress.objects_total = len(items)
+        self._save(force=True)
+        return items
+
+    def _on_event(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{event.kind.value}", None)
+        if handler is not None:
+            handler(event)
+        self._save()
+
+    def _on_ready(self, event: Event) -> None:
+        if self.record.start_time is None:
+            self.record = _with(self.record, start_time=time.time())
+            self.store.update_job(self.record.name, start_time=self.record.start_time)
+
+    def _on_start_failed(self, event: Event) -> None:
+        self.progress.start_failure = str(event.detail)
+        self._stopping = True  # a model that does not start on one instance will not on others
+
+    def _on_item_started(self, event: Event) -> None:
+        self.in_flight[event.item.index] = event.item
+
+    def _on_item_progress(self, event: Event) -> None:
+        self.progress.counters[event.item.index] = dict(event.detail)
+
+    def _on_item_done(self, event: Event) -> None:
+        result: ItemResult = event.detail
+        self.in_flight.pop(event.item.index, None)
+        self.progress.counters[event.item.index] = {n: getattr(result, n) for n in _COUNTERS}
+        if result.ok:
+            self.progress.objects_completed += 1
+        else:
+            self._item_failed(event.item, result.reason or "failed")
+
+    def _on_item_lost(self, event: Event) -> None:
+        self.in_flight.pop(event.item.index, None)
+        objects.remove_partials(event.item.output_url)
+        self._item_failed(event.item, f"{event.item.display}: {event.detail} (tried twice)")
+
+    def _on_instance_lost(self, event: Event) -> None:
+        print(f"instance {event.instance}: {event.detail}", file=sys.stderr, flush=True)
+        if event.item is not None:
+            self.in_flight.pop(event.item.index, None)
+            objects.remove_partials(event.item.output_url)
+
+    def _item_failed(self, item: WorkItem, reason: str) -> None:
+        self.progress.objects_failed += 1
+        self.progress.failed_objects.append(item.display)
+        self.progress.reasons.append(reason)
+
+    def _should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._stopping and now - self._last_poll >= _STATUS_POLL_SECONDS:
+            self._last_poll = now
+            current = self.store.get_job(self.record.name)
+            self._stopping = current is None or current.status == JobStatus.STOPPING.value
+        return self._stopping
+
+    def _finish(self, finished: bool) -> None:
+        progress = self.progress
+        if progress.start_failure is not None:
+            self._end(JobStatus.FAILED, progress.start_failure)
+        elif not finished:
+            self._end(JobStatus.STOPPED)
+        elif progress.objects_failed or progress.objects_completed < progress.objects_total:
+            self._end(JobStatus.FAILED, self._failure_summary())
+        else:
+            self._end(JobStatus.COMPLETED)
+
+    def _failure_summary(self) -> str:
+        progress = self.progress
+        not_run = progress.objects_total - progress.objects_completed - progress.objects_failed
+        parts = [f"{progress.objects_failed} of {progress.objects_total} input objects failed"]
+        if not_run:
+            parts.append(f"{not_run} were not processed (no instance left)")
+        first = progress.reasons[0] if progress.reasons else ""
+        return f"ClientError: {'; '.join(parts)}. First failure: {first}. See the job's data-log."
+
+    def _end(self, status: JobStatus, reason: str | None = None) -> None:
+        self._save(force=True)
+        fields = {"failure_reason": reason} if reason else {}
+        if not transition(self.store, self.record.name, status, **fields):
+            # A stop request won the race: honour it.
+            transition(self.store, self.record.name, JobStatus.STOPPED)
+
+    def _save(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_save >= _PROGRESS_SAVE_SECONDS:
+            self._last_save = now
+            self.store.update_job(self.record.name, progress=self.progress.as_record())
+
+
+def _with(record: JobRecord, **changes: Any) -> JobRecord:
+    return JobRecord(**{**vars(record), **changes})
+
+
+def run_job(job_name: str, executor: Executor | None = None, store: Store | None = None) -> None:
+    """Run job ``job_name`` to its end in this process (the controller's body)."""
+    store = store or open_store()
+    record = store.get_job(job_name)
+    if record is None:
+        raise LookupError(f"no transform job named {job_name!r}")
+    if JobStatus(record.status).terminal:
+        return
+    store.update_job(job_name, controller_pid=os.getpid())
+    if record.status == JobStatus.STOPPING.value:
+        transition(store, job_name, JobStatus.STOPPED)
+        return
+    JobRun(store, record, executor or LocalExecutor()).run()
+
+
+def launch_detached(job_name: str) -> None:
+    """Start the job's controller in a process of its own that outlives this one.
+
+    The child daemonises (forks again and leaves), so long-running callers such as the HTTP
+    server never collect zombies.
+    """
+    log = (config.job_dir(job_name) / "controller.log").open("ab")
+    env = {**os.environ, "BATCHTRANSFORM_HOME": str(config.home())}
+    command = [sys.executable, "-m", "batchtransform.controller", "--detach", job_name]
+    with log:
+        subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            check=True,
+            start_new_session=True,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m batchtransform.controller")
+    parser.add_argument("job_name")
+    parser.add_argument("--detach", action="store_true", help="fork and return at once")
+    args = parser.parse_args(argv)
+    if args.detach and os.fork() > 0:
+        os._exit(0)
+    run_job(args.job_name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The record pipeline for one input object, as a short sequence of streaming stages.
+
+read → decompress → split → batch → invoke (concurrently, in order) → assemble → write.
+
+Every stage is a lazy iterator, so bytes flow through in chunks and memory stays bounded
+by the payload limit times the concurrency, not by the object's size. New stages (input
+filter after split; response split, join and output filter after invoke) slot into
+``transform_stream`` as one more line each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from batchtransform.data.assemble import assemble
+from batchtransform.data.batch import Batch, batch_records
+from batchtransform.data.compression import decompress
+from batchtransform.data.ordered import ordered_map
+from batchtransform.data.split import record_separator, split_records
+
+__all__ = ["PipelineSettings", "PipelineStats", "transform_stream"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How to turn one object into requests and back, with the API's spellings and defaults.
+
+    ``max_payload_bytes`` is MaxPayloadInMB in bytes; 0 means no limit.
+    """
+
+    compression: str = "None"  # CompressionType
+    split_type: str = "None"  # SplitType
+    batch_strategy: str = "MultiRecord"  # BatchStrategy
+    max_payload_bytes: int = 6 * 1024 * 1024
+    max_concurrent: int = 1  # MaxConcurrentTransforms
+    assemble_with: str = "None"  # AssembleWith
+
+
+@dataclass
+class PipelineStats:
+    """Counters a caller can read while the stream runs (progress) or after it (metrics).
+
+    They count what has passed each stage so far: ``records`` and ``batches`` include the
+    few read ahead for concurrent requests. ``bytes_in`` is compressed bytes read,
+    ``bytes_out`` the output bytes produced.
+    """
+
+    records: int = 0
+    batches: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def count_input(self, chunk: bytes) -> None:
+        self.bytes_in += len(chunk)
+
+    def count_record(self, record: bytes) -> None:
+        self.records += 1
+
+    def count_batch(self, batch: Batch) -> None:
+        self.batches += 1
+
+    def count_output(self, chunk: bytes) -> None:
+        self.bytes_out += len(chunk)
+
+
+def transform_stream(
+    chunks: Iterable[bytes],
+    settings: PipelineSettings,
+    invoke: Callable[[Batch], bytes],
+    stats: PipelineStats | None = None,
+) -> Generator[bytes, None, None]:
+    """Yield the output bytes of one object, given its raw bytes and a way to call the model.
+
+    ``invoke`` gets each Batch (so an error can name ``first_record``) and returns the
+    response body; it may run on worker threads when ``max_concurrent`` > 1. Its errors,
+    and DataError from the data, propagate unchanged: the caller knows the object's name
+    and adds it. Settings are checked when called, before anything is read. Closing the
+    returned generator early waits for the requests in flight and frees their threads.
+
+    Split checks each record against the payload limit as it is read, so an oversized
+    record (or, for SplitType None, an oversized object) fails without being buffered
+    whole. SplitType None yields one record, hence one batch whatever the strategy.
+    """
+    stats = PipelineStats() if stats is None else stats
+    limit = settings.max_payload_bytes
+    raw = _observe(chunks, stats.count_input)
+    data = decompress(raw, settings.compression)
+    records = _observe(split_records(data, settings.split_type, limit or None), stats.count_record)
+    separator = record_separator(settings.split_type)
+    batches = batch_records(records, settings.batch_strategy, limit, separator)
+    responses = ordered_map(invoke, _observe(batches, stats.count_batch), settings.max_concurrent)
+    output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
+    return _closing(output, responses)
+
+
+def _closing(
+    output: Iterator[bytes], responses: Generator[bytes, None, None]
+) -> Generator[bytes, None, None]:
+    """Yield the output; if the caller stops early, stop the model calls now.
+
+    Closing ``responses`` waits for calls in flight and shuts their threads down at once,
+    rather than whenever the abandoned generators are garbage collected.
+    """
+    try:
+        yield from output
+    finally:
+        responses.close()
+
+
+def _observe(items: Iterable[T], observe: Callable[[T], None]) -> Iterator[T]:
+    """Pass items through unchanged, showing each to ``observe`` as it flows past."""
+    for item in items:
+        observe(item)
+        yield item

@@ -1,0 +1,156 @@
+"""The one exception tree of batchtransform.
+
+Every error the package raises on purpose is one of these, so callers can catch the family
+they care about and read the context they need from attributes rather than from text::
+
+    BatchTransformError
+    ├── ValidationError        a request breaks a rule (field path + rule)   [ValueError]
+    ├── NotFoundError          a named model or job does not exist           [LookupError]
+    ├── ConflictError          a name already exists, or a state forbids it
+    ├── NotBuiltError          a documented feature not built yet  [NotImplementedError]
+    ├── DataError              the user's data is wrong (file + record/offset)
+    ├── ModelError             the model failed a request (status + body)
+    ├── RuntimeStartError      a model runtime could not start (model, handler, server)
+    ├── StorageError           reading or writing the object store failed
+    └── UnexpectedStatusException  a waited-for job ended Failed (SageMaker SDK's name)
+
+Each class names the API error code (``code``) and HTTP status (``status``) that the HTTP
+API sends for it, following what SageMaker sends in practice (ValidationException for both
+bad input and unknown names).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchTransformError",
+    "ConflictError",
+    "DataError",
+    "ModelError",
+    "NotBuiltError",
+    "NotFoundError",
+    "RuntimeStartError",
+    "StorageError",
+    "UnexpectedStatusException",
+    "ValidationError",
+]
+
+
+class BatchTransformError(Exception):
+    """Base of every error batchtransform raises on purpose."""
+
+    code = "InternalFailure"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(BatchTransformError, ValueError):
+    """A request breaks a rule; ``field`` is its path (``TransformResources.InstanceCount``)."""
+
+    code = "ValidationException"
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(BatchTransformError, LookupError):
+    """A model or transform job of that name does not exist.
+
+    SageMaker answers these with ValidationException, and botocore's waiters rely on it.
+    """
+
+    code = "ValidationException"
+    status = 400
+
+
+class ConflictError(BatchTransformError):
+    """A resource of that name exists already, or its state forbids the operation."""
+
+    status = 400
+
+    def __init__(self, message: str, code: str = "ValidationException") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NotBuiltError(BatchTransformError, NotImplementedError):
+    """A documented feature that this version does not implement yet; the message says which."""
+
+    code = "ValidationException"
+    status = 400
+
+
+class DataError(BatchTransformError):
+    """The input data is wrong: an oversized record, bad compression, bad framing.
+
+    ``key`` is the input object, ``record`` the 1-based record number, ``offset`` the byte
+    offset in the (decompressed) object, when known. The pipeline fills in ``key`` when the
+    lower layer that raised it did not know the file.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        record: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.key = key
+        self.record = record
+        self.offset = offset
+
+    def __str__(self) -> str:
+        where = []
+        if self.key is not None:
+            where.append(self.key)
+        if self.record is not None:
+            where.append(f"record {self.record}")
+        if self.offset is not None:
+            where.append(f"byte offset {self.offset}")
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+
+class ModelError(BatchTransformError):
+    """The model failed a request: a handler raised, or a server answered non-2xx or not at all.
+
+    ``status`` is the model's HTTP status (500 for a handler exception, None when no answer
+    came) and ``body`` the start of what the model said.
+    """
+
+    code = "ModelError"
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.model_status = status
+        self.body = body
+
+    @property
+    def retryable(self) -> bool:
+        """Timeouts, lost connections and 5xx may pass on a retry; a 4xx will not."""
+        return self.model_status is None or self.model_status >= 500
+
+
+class RuntimeStartError(BatchTransformError):
+    """A model runtime could not start: the model did not unpack, the handler did not load,
+    or a server never became healthy."""
+
+
+class StorageError(BatchTransformError):
+    """Reading, listing or writing the object store failed (missing bucket, no access)."""
+
+
+class UnexpectedStatusException(BatchTransformError):
+    """A job that a caller waited for ended in a status it did not allow (as the SageMaker
+    SDK raises it): ``actual_status`` and ``allowed_statuses`` say which."""
+
+    def __init__(self, message: str, allowed_statuses: list[str], actual_status: str) -> None:
+        super().__init__(message)
+        self.allowed_statuses = allowed_statuses
+        self.actual_status = actual_status

@@ -1,0 +1,241 @@
+"""Instances as processes on this machine.
+
+Each instance is a ``spawn``-ed process (a clean interpreter, as a real instance is) talking
+to the executor over its own pipe. Items are handed out one at a time to whichever instance
+asks, so a slow file never holds up the others. A pipe per instance, rather than one shared
+queue, means an instance killed mid-item cannot corrupt anyone else's channel, and the
+executor always knows which item it held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from batchtransform.errors import BatchTransformError
+from batchtransform.executors.base import Event, EventKind, Executor, WorkerFactory
+
+_POLL_SECONDS = 0.25
+_MAX_ATTEMPTS = 2  # an item whose instance dies is tried once more elsewhere
+
+
+@dataclass
+class _Instance:
+    index: int
+    process: BaseProcess
+    conn: Connection
+    item: Any = None
+    attempts: int = 0
+    closing: bool = False  # told to exit, or failed to start: its exit is expected
+    started: float = field(default_factory=time.monotonic)
+
+
+class LocalExecutor(Executor):
+    """Runs each instance as a local process.
+
+    ``grace_seconds`` is how long a stopped instance may take to clean up (discard partial
+    outputs) after SIGTERM before it is killed. ``max_replacements`` bounds how many dead
+    instances are replaced over the run, so a model that crashes every process cannot loop.
+    """
+
+    def __init__(self, grace_seconds: float = 10.0, max_replacements: int = 3) -> None:
+        self.grace_seconds = grace_seconds
+        self.max_replacements = max_replacements
+        self._context = multiprocessing.get_context("spawn")
+
+    def run(
+        self,
+        items: Sequence[Any],
+        factory: WorkerFactory,
+        instance_count: int,
+        on_event: Callable[[Event], None],
+        should_stop: Callable[[], bool],
+    ) -> bool:
+        run = _Run(self, factory, on_event, deque((item, 0) for item in items))
+        try:
+            for index in range(1, instance_count + 1):
+                run.start_instance(index)
+            return run.loop(should_stop)
+        finally:
+            run.shutdown()
+
+
+class _Run:
+    """The state of one ``LocalExecutor.run``: instances, pending items, replacements left."""
+
+    def __init__(
+        self,
+        executor: LocalExecutor,
+        factory: WorkerFactory,
+        on_event: Callable[[Event], None],
+        pending: deque[tuple[Any, int]],
+    ) -> None:
+        self.executor = executor
+        self.factory = factory
+        self.on_event = on_event
+        self.pending = pending
+        self.instances: dict[int, _Instance] = {}
+        self.replacements = executor.max_replacements
+
+    def start_instance(self, index: int) -> None:
+        parent, child = self.executor._context.Pipe()
+        process = self.executor._context.Process(
+            target=_instance_main,
+            args=(child, self.factory, index),
+            name=f"batchtransform-instance-{index}",
+            daemon=False,
+        )
+        process.start()
+        child.close()
+        self.instances[index] = _Instance(index, process, parent)
+
+    def loop(self, should_stop: Callable[[], bool]) -> bool:
+        while self.instances:
+            if should_stop():
+                return False
+            by_handle: dict[Any, _Instance] = {}
+            for instance in self.instances.values():
+                by_handle[instance.conn] = instance
+                by_handle[instance.process.sentinel] = instance
+            for handle in wait(list(by_handle), timeout=_POLL_SECONDS):
+                instance = by_handle[handle]
+                if instance.index in self.instances:
+                    self._service(instance)
+        return True
+
+    def _service(self, instance: _Instance) -> None:
+        try:
+            while instance.conn.poll():
+                self._handle(instance, *instance.conn.recv())
+        except (EOFError, OSError):
+            pass
+        if not instance.process.is_alive():
+            self._reap(instance)
+
+    def _handle(self, instance: _Instance, kind: str, detail: Any) -> None:
+        if kind == "ready":
+            self.on_event(Event(EventKind.READY, instance.index))
+            self._dispatch(instance)
+        elif kind == "start_failed":
+            instance.closing = True
+            self.on_event(Event(EventKind.START_FAILED, instance.index, detail=detail))
+        elif kind == "progress":
+            self.on_event(Event(EventKind.ITEM_PROGRESS, instance.index, instance.item, detail))
+        elif kind == "done":
+            item, instance.item = instance.item, None
+            self.on_event(Event(EventKind.ITEM_DONE, instance.index, item, detail))
+            self._dispatch(instance)
+
+    def _dispatch(self, instance: _Instance) -> None:
+        if not self.pending:
+            instance.closing = True
+            _send(instance.conn, None)
+            return
+        instance.item, instance.attempts = self.pending.popleft()
+        self.on_event(Event(EventKind.ITEM_STARTED, instance.index, instance.item))
+        _send(instance.conn, instance.item)
+
+    def _reap(self, instance: _Instance) -> None:
+        del self.instances[instance.index]
+        instance.process.join()
+        instance.conn.close()
+        if instance.closing and instance.item is None:
+            return
+        reason = _exit_reason(instance.process.exitcode)
+        self.on_event(Event(EventKind.INSTANCE_LOST, instance.index, instance.item, reason))
+        if instance.item is not None:
+            self._requeue(instance, reason)
+        if self.pending and self.replacements > 0:
+            self.replacements -= 1
+            self.start_instance(instance.index)
+
+    def _requeue(self, instance: _Instance, reason: str) -> None:
+        attempts = instance.attempts + 1
+        if attempts < _MAX_ATTEMPTS:
+            self.pending.appendleft((instance.item, attempts))
+        else:
+            self.on_event(Event(EventKind.ITEM_LOST, instance.index, instance.item, reason))
+
+    def shutdown(self) -> None:
+        """Stop every instance still running: SIGTERM (they discard partial work), then kill."""
+        for instance in self.instances.values():
+            if instance.process.is_alive():
+                instance.process.terminate()
+        deadline = time.monotonic() + self.executor.grace_seconds
+        for instance in self.instances.values():
+            instance.process.join(max(0.0, deadline - time.monotonic()))
+            if instance.process.is_alive():
+                instance.process.kill()
+                instance.process.join()
+            instance.conn.close()
+        self.instances.clear()
+
+
+def _send(conn: Connection, message: Any) -> None:
+    with contextlib.suppress(OSError):  # the instance died; its sentinel reports it
+        conn.send(message)
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        return f"the instance process was killed by {name}"
+    return f"the instance process exited unexpectedly with code {exitcode}"
+
+
+# Inside the instance process
+
+
+def _instance_main(conn: Connection, factory: WorkerFactory, index: int) -> None:
+    """The instance's whole life: build and start the worker, then serve items until told."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _exit_with_parent()
+    try:
+        worker = factory(index)
+        worker.start()
+    except BaseException as exc:  # a start failure is reported, whatever it is
+        conn.send(("start_failed", _describe(exc)))
+        return
+    conn.send(("ready", None))
+    try:
+        while (item := conn.recv()) is not None:
+            result = worker.process(item, lambda detail: conn.send(("progress", detail)))
+            conn.send(("done", result))
+    except EOFError:
+        pass  # the executor went away
+    finally:
+        worker.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """Turn SIGTERM into SystemExit so context managers discard partial outputs."""
+    raise SystemExit(128 + signum)
+
+
+def _exit_with_parent() -> None:
+    """An instance must not outlive its controller, even if the controller was SIGKILLed."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _describe(exc: BaseException) -> str:
+    """Our own errors already read well; anything else keeps its type name."""
+    if isinstance(exc, BatchTransformError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,325 @@
+"""The operations, with SageMaker's request and response shapes: the home of business rules.
+
+The CLI, the SDK and the HTTP API all call ``Service.call(operation, request)`` (or the
+method of that name). Requests are validated in full before anything is recorded; responses
+carry ``datetime`` timestamps (the HTTP layer turns them into epoch seconds, as AWS sends).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from batchtransform import config, runtimes, shapes
+from batchtransform.errors import ConflictError, NotFoundError, ValidationError
+from batchtransform.jobs import JobStatus, transition
+from batchtransform.store import JobRecord, ModelRecord, Query, Store, open_store
+from batchtransform.validation import validate_request
+
+__all__ = ["OPERATIONS", "Service"]
+
+Launcher = Callable[[str], None]
+
+OPERATIONS = (
+    "CreateModel",
+    "DescribeModel",
+    "ListModels",
+    "DeleteModel",
+    "CreateTransformJob",
+    "DescribeTransformJob",
+    "ListTransformJobs",
+    "StopTransformJob",
+)
+
+_ECHOED_JOB_MEMBERS = (
+    "MaxConcurrentTransforms",
+    "ModelClientConfig",
+    "MaxPayloadInMB",
+    "BatchStrategy",
+    "Environment",
+    "TransformInput",
+    "TransformOutput",
+    "DataCaptureConfig",
+    "TransformResources",
+    "DataProcessing",
+    "ExperimentConfig",
+)
+_ECHOED_MODEL_MEMBERS = (
+    "PrimaryContainer",
+    "Containers",
+    "InferenceExecutionConfig",
+    "ExecutionRoleArn",
+    "VpcConfig",
+    "EnableNetworkIsolation",
+)
+_JOB_SORT_KEYS = {"Name": "name", "CreationTime": "creation_time", "Status": "status"}
+_MODEL_SORT_KEYS = {"Name": "name", "CreationTime": "creation_time"}
+
+
+class Service:
+    """Model and transform-job operations over one store.
+
+    ``launcher`` starts the controller of a new job; the default runs it in a detached
+    process so that the job outlives the caller. Tests and debugging may pass
+    ``controller.run_job`` to run it synchronously in this process.
+    """
+
+    def __init__(self, store: Store | None = None, launcher: Launcher | None = None) -> None:
+        self.store = store or open_store()
+        self.launcher = launcher or _launch_detached
+
+    def call(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``operation`` (``CreateTransformJob``, ...) on a request document."""
+        if operation not in OPERATIONS:
+            raise ValidationError(
+                f"Unknown operation {operation!r}; supported: {', '.join(OPERATIONS)}."
+            )
+        request = dict(request or {})
+        validate_request(operation, request)
+        method: Callable[[dict[str, Any]], dict[str, Any]] = getattr(self, _snake(operation))
+        return method(request)
+
+    # Models
+
+    def create_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        shapes.check_model_rules(request)
+        name = request["ModelName"]
+        record = ModelRecord(name, config.arn("model", name), time.time(), request)
+        if not self.store.add_model(record):
+            raise ConflictError(f'Cannot create already existing model "{record.arn}".')
+        return {"ModelArn": record.arn}
+
+    def describe_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        record = self._model(request["ModelName"])
+        response: dict[str, Any] = {"ModelName": record.name, "ModelArn": record.arn}
+        response["CreationTime"] = _datetime(record.creation_time)
+        response.update(_echo(record.request, _ECHOED_MODEL_MEMBERS))
+        return response
+
+    def list_models(self, request: dict[str, Any]) -> dict[str, Any]:
+        query = _query(request, _MODEL_SORT_KEYS)
+        records = self.store.list_models(_page_plus_one(query))
+        summaries = [
+            {"ModelName": r.name, "ModelArn": r.arn, "CreationTime": _datetime(r.creation_time)}
+            for r in records[: query.limit]
+        ]
+        return _paged({"Models": summaries}, query, len(records))
+
+    def delete_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["ModelName"]
+        if not self.store.delete_model(name):
+            raise NotFoundError(f'Could not find model "{config.arn("model", name)}".')
+        return {}
+
+    # Transform jobs
+
+    def create_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        shapes.check_transform_job_rules(request)
+        model = self._model(request["ModelName"])
+        for container in shapes.ModelSpec.from_request(model.request).containers:
+            runtimes.check_image(container.image)
+        name, now = request["TransformJobName"], time.time()
+        record = JobRecord(
+            name=name,
+            arn=config.arn("transform-job", name),
+            model_name=model.name,
+            status=JobStatus.IN_PROGRESS.value,
+            creation_time=now,
+            last_modified_time=now,
+            request=request,
+            model=model.request,
+        )
+        if not self.store.add_job(record):
+            raise ConflictError(
+                f'Transform job "{record.arn}" already exists; job names are unique.',
+                code="ResourceInUse",
+            )
+        self.launcher(name)
+        return {"TransformJobArn": record.arn}
+
+    def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        record = self._job(request["TransformJobName"])
+        response: dict[str, Any] = {
+            "TransformJobName": record.name,
+            "TransformJobArn": record.arn,
+            "TransformJobStatus": record.status,
+            "ModelName": record.model_name,
+            "CreationTime": _datetime(record.creation_time),
+        }
+        if record.failure_reason:
+            response["FailureReason"] = record.failure_reason
+        for member, value in (
+            ("TransformStartTime", record.start_time),
+            ("TransformEndTime", record.end_time),
+        ):
+            if value is not None:
+                response[member] = _datetime(value)
+        response.update(_echo(record.request, _ECHOED_JOB_MEMBERS))
+        response["Progress"] = _progress(record)
+        return response
+
+    def list_transform_jobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        query = _query(request, _JOB_SORT_KEYS)
+        records = self.store.list_jobs(_page_plus_one(query))
+        summaries = [_job_summary(self._checked(r)) for r in records[: query.limit]]
+        return _paged({"TransformJobSummaries": summaries}, query, len(records))
+
+    def stop_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Ask the job's controller to stop; it removes partial outputs and ends Stopped.
+
+        Stopping a job that has already ended is a no-op, as stopping twice is.
+        """
+        record = self._job(request["TransformJobName"])
+        if transition(self.store, record.name, JobStatus.STOPPING):
+            self._checked(self._job(record.name))
+        return {}
+
+    # Helpers
+
+    def _model(self, name: str) -> ModelRecord:
+        record = self.store.get_model(name)
+        if record is None:
+            raise NotFoundError(f'Could not find model "{config.arn("model", name)}".')
+        return record
+
+    def _job(self, name: str) -> JobRecord:
+        record = self.store.get_job(name)
+        if record is None:
+            arn = config.arn("transform-job", name)
+            raise NotFoundError(f"Could not find transform job '{arn}'.")
+        return self._checked(record)
+
+    def _checked(self, record: JobRecord) -> JobRecord:
+        """End a job whose controller process is gone, so that it cannot hang forever."""
+        if JobStatus(record.status).terminal or not record.controller_pid:
+            return record
+        if _process_alive(record.controller_pid):
+            return record
+        if record.status == JobStatus.STOPPING.value:
+            transition(self.store, record.name, JobStatus.STOPPED)
+        else:
+            reason = "InternalServerError: the job's controller process exited unexpectedly."
+            transition(self.store, record.name, JobStatus.FAILED, failure_reason=reason)
+        return self.store.get_job(record.name) or record
+
+
+def _snake(operation: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
+
+
+def _datetime(epoch: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
+
+
+def _epoch(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float(value)
+
+
+def _echo(request: Mapping[str, Any], members: tuple[str, ...]) -> dict[str, Any]:
+    return {m: request[m] for m in members if request.get(m) is not None}
+
+
+def _progress(record: JobRecord) -> dict[str, Any]:
+    """The extra Describe member: how far the job is. boto3 ignores members it does not model."""
+    return {
+        "ObjectsTotal": record.progress.get("objects_total", 0),
+        "ObjectsCompleted": record.progress.get("objects_completed", 0),
+        "ObjectsFailed": record.progress.get("objects_failed", 0),
+        "RecordsProcessed": record.progress.get("records", 0),
+        "BytesRead": record.progress.get("bytes_in", 0),
+        "BytesWritten": record.progress.get("bytes_out", 0),
+        "FailedObjects": record.progress.get("failed_objects", []),
+    }
+
+
+def _job_summary(record: JobRecord) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "TransformJobName": record.name,
+        "TransformJobArn": record.arn,
+        "CreationTime": _datetime(record.creation_time),
+        "LastModifiedTime": _datetime(record.last_modified_time),
+        "TransformJobStatus": record.status,
+    }
+    if record.end_time is not None:
+        summary["TransformEndTime"] = _datetime(record.end_time)
+    if record.failure_reason:
+        summary["FailureReason"] = record.failure_reason
+    return summary
+
+
+def _query(request: Mapping[str, Any], sort_keys: Mapping[str, str]) -> Query:
+    return Query(
+        name_contains=request.get("NameContains"),
+        status_equals=request.get("StatusEquals"),
+        created_after=_epoch(request.get("CreationTimeAfter")),
+        created_before=_epoch(request.get("CreationTimeBefore")),
+        modified_after=_epoch(request.get("LastModifiedTimeAfter")),
+        modified_before=_epoch(request.get("LastModifiedTimeBefore")),
+        sort_by=sort_keys[request.get("SortBy", "CreationTime")],
+        descending=request.get("SortOrder", "Descending") == "Descending",
+        offset=_decode_token(request.get("NextToken")),
+        limit=request.get("MaxResults", 10),
+    )
+
+
+def _page_plus_one(query: Query) -> Query:
+    """Ask for one more row than the page holds, to know whether a next page exists."""
+    return Query(**{**vars(query), "limit": query.limit + 1})
+
+
+def _paged(response: dict[str, Any], query: Query, fetched: int) -> dict[str, Any]:
+    if fetched > query.limit:
+        response["NextToken"] = _encode_token(query.offset + query.limit)
+    return response
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ValidationError("Invalid pagination token: NextToken.", "NextToken") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise ValidationError("Invalid pagination token: NextToken.", "NextToken")
+    return offset
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def _launch_detached(job_name: str) -> None:
+    from batchtransform.controller import launch_detached
+
+    launch_detached(job_name)

@@ -1,0 +1,153 @@
+"""The store on SQLAlchemy Core: SQLite by default, any SQLAlchemy database by URL.
+
+SQLite runs in WAL mode with a generous busy timeout so that the CLI, the HTTP server and
+every job's controller can read and write the same file at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from batchtransform.store.base import JobRecord, ModelRecord, Query, Store
+
+_metadata = sa.MetaData()
+
+models = sa.Table(
+    "models",
+    _metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("arn", sa.String(2048), nullable=False),
+    sa.Column("creation_time", sa.Float, nullable=False, index=True),
+    sa.Column("request", sa.JSON, nullable=False),
+)
+
+transform_jobs = sa.Table(
+    "transform_jobs",
+    _metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("arn", sa.String(256), nullable=False),
+    sa.Column("model_name", sa.String(63), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("creation_time", sa.Float, nullable=False, index=True),
+    sa.Column("last_modified_time", sa.Float, nullable=False),
+    sa.Column("start_time", sa.Float),
+    sa.Column("end_time", sa.Float),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("model", sa.JSON, nullable=False),
+    sa.Column("progress", sa.JSON, nullable=False),
+    sa.Column("controller_pid", sa.Integer),
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, poolclass=sa.NullPool)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    _metadata.create_all(engine)
+    return engine
+
+
+class SQLStore(Store):
+    """Store on one SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+
+    def add_model(self, record: ModelRecord) -> bool:
+        return self._insert(models, vars(record))
+
+    def get_model(self, name: str) -> ModelRecord | None:
+        row = self._one(sa.select(models).where(models.c.name == name))
+        return ModelRecord(**row) if row else None
+
+    def list_models(self, query: Query) -> Sequence[ModelRecord]:
+        rows = self._many(_filtered(models, query))
+        return [ModelRecord(**row) for row in rows]
+
+    def delete_model(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(sa.delete(models).where(models.c.name == name)).rowcount > 0
+
+    def add_job(self, record: JobRecord) -> bool:
+        return self._insert(transform_jobs, vars(record))
+
+    def get_job(self, name: str) -> JobRecord | None:
+        row = self._one(sa.select(transform_jobs).where(transform_jobs.c.name == name))
+        return JobRecord(**row) if row else None
+
+    def list_jobs(self, query: Query) -> Sequence[JobRecord]:
+        rows = self._many(_filtered(transform_jobs, query))
+        return [JobRecord(**row) for row in rows]
+
+    def update_job(
+        self, name: str, when_status_in: Collection[str] | None = None, **fields: Any
+    ) -> bool:
+        statement = sa.update(transform_jobs).where(transform_jobs.c.name == name)
+        if when_status_in is not None:
+            statement = statement.where(transform_jobs.c.status.in_(list(when_status_in)))
+        with self.engine.begin() as conn:
+            return conn.execute(statement.values(**fields)).rowcount > 0
+
+    def _insert(self, table: sa.Table, values: dict[str, Any]) -> bool:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(table).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def _one(self, statement: sa.Select[Any]) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(statement).mappings().first()
+        return _decoded(dict(row)) if row else None
+
+    def _many(self, statement: sa.Select[Any]) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [_decoded(dict(row)) for row in conn.execute(statement).mappings()]
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON columns come back as text from some drivers; normalise to objects."""
+    for key in ("request", "model", "progress"):
+        if isinstance(row.get(key), str):
+            row[key] = json.loads(row[key])
+    return row
+
+
+def _filtered(table: sa.Table, query: Query) -> sa.Select[Any]:
+    c = table.c
+    statement = sa.select(table)
+    if query.name_contains:
+        statement = statement.where(c.name.contains(query.name_contains, autoescape=True))
+    if query.status_equals and "status" in c:
+        statement = statement.where(c.status == query.status_equals)
+    bounds = [
+        (c.creation_time, query.created_after, query.created_before),
+        (c.get("last_modified_time"), query.modified_after, query.modified_before),
+    ]
+    for column, after, before in bounds:
+        if column is not None and after is not None:
+            statement = statement.where(column > after)
+        if column is not None and before is not None:
+            statement = statement.where(column < before)
+    key = c[query.sort_by]
+    order = [key.desc() if query.descending else key.asc(), c.name.asc()]
+    return statement.order_by(*order).offset(query.offset).limit(query.limit)

