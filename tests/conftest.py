@@ -36,7 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 SEAWEED_START_TIMEOUT = 60.0
-SEAWEED_STOP_TIMEOUT = 15.0
+SEAWEED_STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,23 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def remove_bucket(self, name: str) -> None:
+        """Empty and delete a bucket, aborting unfinished multipart uploads.
+
+        SeaweedFS gives every bucket its own volumes from a fixed pool, so a session that
+        only ever creates buckets runs out of them (and shuts down slowly).
+        """
+        client = self.client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=name)
+        for page in pages:
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=name, Key=item["Key"])
+        for upload in client.list_multipart_uploads(Bucket=name).get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+        client.delete_bucket(Bucket=name)
+
     def client(self) -> Any:
         """A boto3 S3 client for setting up and inspecting buckets behind the code's back."""
         return boto3.client(
@@ -66,7 +83,10 @@ class S3Server:
 
 
 def make_bucket(server: S3Server) -> str:
-    """Create a bucket with a unique name on ``server`` and return the name."""
+    """Create a bucket with a unique name on ``server`` and return the name.
+
+    Nothing deletes it: prefer the ``new_bucket`` or ``s3_bucket`` fixtures, which do.
+    """
     return server.make_bucket()
 
 
@@ -198,6 +218,10 @@ def seaweed_command(weed: str, root: Path) -> tuple[list[str], int]:
         "-admin.ui=false",
         "-master.telemetry=false",
         "-volume.preStopSeconds=0",
+        # A fixed pool, not one sized from free disk (78 on a roomy disk, a handful on a
+        # small CI runner): each bucket takes a volume until it is deleted.
+        "-volume.max=1000",
+        "-master.volumeSizeLimitMB=64",
         f"-s3.config={root / 's3.json'}",
         f"-filer.localSocket={root / 'filer.sock'}",
         f"-s3.localSocket={root / 's3.sock'}",
@@ -309,6 +333,21 @@ def s3(request: pytest.FixtureRequest, s3_env: Callable[[S3Server], S3Server]) -
 
 
 @pytest.fixture
-def s3_bucket(s3: S3Server) -> str:
-    """A fresh, empty bucket on the current ``s3`` server."""
-    return make_bucket(s3)
+def new_bucket() -> Iterator[Callable[[S3Server], str]]:
+    """``new_bucket(server)`` creates a uniquely named bucket, deleted after the test."""
+    created: list[tuple[S3Server, str]] = []
+
+    def create(server: S3Server) -> str:
+        name = make_bucket(server)
+        created.append((server, name))
+        return name
+
+    yield create
+    for server, name in created:
+        server.remove_bucket(name)
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server, new_bucket: Callable[[S3Server], str]) -> str:
+    """A fresh, empty bucket on the current ``s3`` server, deleted after the test."""
+    return new_bucket(s3)

@@ -124,10 +124,10 @@ class MemoryBackend(Backend):
 
 
 class S3Backend(Backend):
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, bucket: str) -> None:
         self.client = server.client()
-        self.bucket = server.make_bucket()
-        self.root = f"s3://{self.bucket}"
+        self.bucket = bucket
+        self.root = f"s3://{bucket}"
 
     def key(self, key: str) -> str:
         return key
@@ -443,14 +443,16 @@ class S3Contract(ObjectStoreContract):
 
 class TestMotoS3(S3Contract):
     @pytest.fixture
-    def store(self, moto_s3: Any, s3_env: Any) -> Backend:
-        return S3Backend(s3_env(moto_s3))
+    def store(self, moto_s3: Any, s3_env: Any, new_bucket: Any) -> Backend:
+        server = s3_env(moto_s3)
+        return S3Backend(server, new_bucket(server))
 
 
 class TestSeaweedS3(S3Contract):
     @pytest.fixture
-    def store(self, seaweed_s3: Any, s3_env: Any) -> Backend:
-        return S3Backend(s3_env(seaweed_s3))
+    def store(self, seaweed_s3: Any, s3_env: Any, new_bucket: Any) -> Backend:
+        server = s3_env(seaweed_s3)
+        return S3Backend(server, new_bucket(server))
 
     def test_wrong_secret_is_storage_error(
         self, store: Backend, monkeypatch: pytest.MonkeyPatch

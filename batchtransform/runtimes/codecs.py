@@ -167,9 +167,6 @@ def decode_csv(body: bytes | str) -> Any:
     data = body.encode("utf-8") if isinstance(body, str) else body
     if not data.strip(b" \r\n"):
         return np.empty(0)
-    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
-        # genfromtxt splits lines on "\n" only; the C parsers also split on a lone "\r".
-        return _csv_with_genfromtxt(data)
     for parse in (_csv_with_pandas, _csv_with_loadtxt):
         array = parse(data)
         if array is not None:
@@ -199,7 +196,7 @@ def _csv_with_pandas(data: bytes) -> Any:
     the comma count.
     """
     read_csv = _exact_pandas_read_csv()
-    if read_csv is None or data.translate(None, _PLAIN_NUMBER_BYTES):
+    if read_csv is None or data.translate(None, _PLAIN_NUMBER_BYTES) or _has_lone_cr(data):
         return None
     try:
         frame = read_csv(io.BytesIO(data), header=None, dtype=np.float64, quoting=csv.QUOTE_NONE)
@@ -218,13 +215,18 @@ def _csv_with_loadtxt(data: bytes) -> Any:
     Bodies with comments go to genfromtxt, because loadtxt warns when comments leave no
     data, and warnings cannot be silenced thread-safely.
     """
-    if b"#" in data:
+    if b"#" in data or _has_lone_cr(data):
         return None
     try:
         text = data.decode("utf-8")
         return np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64)
     except ValueError:
         return None
+
+
+def _has_lone_cr(data: bytes) -> bool:
+    """genfromtxt splits lines on "\\n" only; the C parsers also split on a lone "\\r"."""
+    return b"\r" in data and data.count(b"\r") != data.count(b"\r\n")
 
 
 def _csv_with_genfromtxt(data: bytes) -> Any:
