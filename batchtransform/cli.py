@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from batchtransform.errors import BatchTransformError
+from batchtransform.errors import BatchTransformError, UnexpectedStatusException
 from batchtransform.jobs import JobStatus
 from batchtransform.sdk import Session
 
@@ -201,7 +201,11 @@ def _follow_with_progress(session: Session, name: str) -> dict[str, Any]:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    Session().logs_for_transform_job(args.transform_job_name, wait=args.follow)
+    try:
+        Session().logs_for_transform_job(args.transform_job_name, wait=args.follow)
+    except UnexpectedStatusException as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FOR_STATUS["Failed"]
     return 0
 
 
