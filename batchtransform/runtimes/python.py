@@ -148,7 +148,7 @@ class PythonRuntime(Runtime):
     """Runs ``inference.py`` in this process (one process per instance).
 
     ``start`` applies the job's environment to ``os.environ`` (user code reads it there),
-    imports the user module under a unique name and loads the model; ``stop`` undoes all
+    imports the user module and loads the model; ``stop`` undoes all
     three. ``invoke`` is safe from many threads as long as the user's handlers are.
     """
 
@@ -222,12 +222,15 @@ class PythonRuntime(Runtime):
         return path
 
     def _import(self, program: Path) -> ModuleType:
-        """Import ``program`` under a unique name, so that two models never share a module."""
+        """Import ``program`` under its own name (``inference``), as the toolkit does, so that
+        objects pickled with classes from that module load; a unique name only if taken."""
         self._code_dir = str(program.parent)
         if self._code_dir not in sys.path:
             sys.path.insert(0, self._code_dir)
             self._added_sys_path = True
-        name = f"_batchtransform_user_{program.stem}_{uuid.uuid4().hex[:12]}"
+        name = program.stem
+        if name in sys.modules:
+            name = f"_batchtransform_user_{program.stem}_{uuid.uuid4().hex[:12]}"
         spec = importlib.util.spec_from_file_location(name, program)
         if spec is None or spec.loader is None:
             raise RuntimeStartError(f"cannot import {program} as a Python module")
