@@ -117,7 +117,7 @@ def _add_run(commands: Any) -> None:
 def _add_logs(commands: Any) -> None:
     help_text = "Print a job's log streams (model output and data-log)."
     command = commands.add_parser("logs", help=help_text, description=help_text)
-    command.add_argument("transform_job_name", metavar="NAME")
+    command.add_argument("transform_job_name", metavar="NAME", help="the transform job's name")
     command.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     command.set_defaults(handler=_logs, operation="DescribeTransformJob")
 

@@ -450,14 +450,21 @@ def _download_prefix(url: str, dest: Path) -> None:
     if not objects:
         raise StorageError(f"ModelDataUrl {url} not found: no objects under the prefix")
     for item in objects:
-        target = dest / _safe_member_path(url, item.relative)
+        _download(url, item, dest / _safe_member_path(url, item.relative))
+
+
+def _download(model_url: str, item: ObjectInfo, target: Path) -> None:
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with target.open("wb") as out:
-                for chunk in iter_chunks(item.url):
-                    out.write(chunk)
-        except FileNotFoundError as exc:
-            raise StorageError(f"ModelDataUrl {url}: {item.url} vanished") from exc
+        with target.open("wb") as out:
+            for chunk in iter_chunks(item.url):
+                out.write(chunk)
+    except FileNotFoundError as exc:
+        raise StorageError(f"ModelDataUrl {model_url}: {item.url} vanished") from exc
+    except OSError as exc:  # the local side: a key that is also a folder, a full disk
+        raise StorageError(
+            f"ModelDataUrl {model_url}: cannot save {item.url} as {target}: {_describe(exc)}"
+        ) from exc
 
 
 def _reject_model_url(url: str) -> None:
