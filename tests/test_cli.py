@@ -49,7 +49,9 @@ def test_malformed_json_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def test_unreadable_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "missing.json"
     assert cli.main(["create-model", "--cli-input-json", f"file://{missing}"]) == cli.EXIT_USAGE
     assert "cannot read --cli-input-json" in capsys.readouterr().err
@@ -65,10 +67,15 @@ def test_service_errors_read_like_the_aws_cli(capsys: pytest.CaptureFixture[str]
     assert 'Could not find model "arn:aws:sagemaker:us-east-1:000000000000:model/ghost"' in err
 
 
-def test_flags_override_the_input_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_flags_override_the_input_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "model.json"
     path.write_text(json.dumps(model_request("from-file")))
-    assert cli.main(["create-model", "--cli-input-json", f"file://{path}", "--model-name", "flag"]) == 0
+    assert (
+        cli.main(["create-model", "--cli-input-json", f"file://{path}", "--model-name", "flag"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["ModelArn"].endswith(":model/flag")
 
 
@@ -79,7 +86,9 @@ def test_create_returns_at_once_and_the_job_outlives_the_command(tmp_path: Path)
     model = tmp_path / "model.json"
     model.write_text(json.dumps(model_request("m1", archive.as_uri())))
     job = tmp_path / "job.json"
-    job.write_text(json.dumps(job_request(input_uri=str(tmp_path / "in"), output_path=str(tmp_path / "out"))))
+    job.write_text(
+        json.dumps(job_request(input_uri=str(tmp_path / "in"), output_path=str(tmp_path / "out")))
+    )
 
     assert batchtransform("create-model", "--cli-input-json", f"file://{model}").returncode == 0
     created = batchtransform("create-transform-job", "--cli-input-json", f"file://{job}")
@@ -89,10 +98,14 @@ def test_create_returns_at_once_and_the_job_outlives_the_command(tmp_path: Path)
     followed = batchtransform("logs", "job-1", "--follow")
     assert followed.returncode == 0, followed.stderr
     assert "[sagemaker logs]: MaxConcurrentTransforms=1" in followed.stdout
-    described = json.loads(batchtransform("describe-transform-job", "--transform-job-name", "job-1").stdout)
+    described = json.loads(
+        batchtransform("describe-transform-job", "--transform-job-name", "job-1").stdout
+    )
     assert described["TransformJobStatus"] == "Completed"
     assert (tmp_path / "out" / "a.csv.out").read_text() == "out:1\nout:2\n"
-    listed = json.loads(batchtransform("list-transform-jobs", "--status-equals", "Completed").stdout)
+    listed = json.loads(
+        batchtransform("list-transform-jobs", "--status-equals", "Completed").stdout
+    )
     assert [s["TransformJobName"] for s in listed["TransformJobSummaries"]] == ["job-1"]
 
 
@@ -102,7 +115,12 @@ def test_run_follows_the_job_and_exits_by_status(tmp_path: Path, poison: bool, c
     (tmp_path / "in" / "a.csv").write_text("1\n")
     handler = ECHO_HANDLER if not poison else "def model_fn(d):\n    raise ValueError('no model')\n"
     archive = tar_model(write_model(tmp_path / "src", handler), tmp_path / "model.tar.gz")
-    assert batchtransform("create-model", "--cli-input-json", json.dumps(model_request("m1", archive.as_uri()))).returncode == 0
+    assert (
+        batchtransform(
+            "create-model", "--cli-input-json", json.dumps(model_request("m1", archive.as_uri()))
+        ).returncode
+        == 0
+    )
     job = json.dumps(job_request(input_uri=str(tmp_path / "in"), output_path=str(tmp_path / "out")))
 
     ran = batchtransform("run", "--cli-input-json", job)
