@@ -19,6 +19,7 @@ from batchtransform import config, logs, objects
 from batchtransform.data import Batch, PipelineSettings, PipelineStats, transform_stream
 from batchtransform.errors import BatchTransformError, ModelError, RuntimeStartError
 from batchtransform.executors.base import Report
+from batchtransform.model_data import fetch_model
 from batchtransform.plan import WorkItem
 from batchtransform.runtimes import Runtime, RuntimeContext, create_runtime
 from batchtransform.shapes import BatchOptions, ModelSpec, TransformJobSpec, normalize_strategy
@@ -111,7 +112,7 @@ class TransformWorker:
         model_dir.mkdir(parents=True, exist_ok=True)
         if container.model_data_url:
             try:
-                objects.fetch_model(container.model_data_url, model_dir)
+                fetch_model(container.model_data_url, model_dir)
             except Exception as exc:
                 raise RuntimeStartError(
                     f"ClientError: could not fetch ModelDataUrl {container.model_data_url}: {exc}"

@@ -1,4 +1,4 @@
-"""Object storage through fsspec URLs: list, stream, write atomically, fetch a model.
+"""Object storage through fsspec URLs: list, stream, write atomically.
 
 Every place the service touches the user's data goes through this module, so the job code
 never needs to know whether an input lives in S3, on a local disk, or in fsspec's
@@ -28,11 +28,9 @@ import io
 import logging
 import os
 import secrets
-import shutil
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import fsspec
@@ -44,9 +42,11 @@ __all__ = [
     "S3_PART_SIZE",
     "ObjectInfo",
     "atomic_writer",
-    "fetch_model",
+    "exists",
     "iter_chunks",
     "list_prefix",
+    "local_folder",
+    "open_read",
     "output_url",
     "read_bytes",
     "remove_partials",
@@ -65,8 +65,6 @@ objects up to 80 GB within S3's 10,000-part limit.
 _READ_BLOCK = 8 * 2**20
 """Smallest ranged GET when streaming from S3, so a 1 MiB chunk size does not cost one
 request per MiB."""
-
-_TAR_SUFFIXES = (".tar.gz", ".tgz")
 
 # What a store operation can raise besides our own errors: s3fs translates most S3 errors
 # to OSError subclasses, but connection and credential problems arrive as botocore's.
@@ -232,6 +230,37 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         raise
     except _STORE_FAILURES as exc:
         raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+
+
+@contextlib.contextmanager
+def open_read(url: str) -> Iterator[BinaryIO]:
+    """A readable stream of the object at ``url``, for readers that need a file (tarfile).
+
+    Raises FileNotFoundError if the object does not exist, StorageError on other failures.
+    """
+    fs, path = _filesystem(url)
+    try:
+        with fs.open(path, "rb", **_read_options(fs, 1 << 20)) as stream:
+            yield stream
+    except FileNotFoundError:
+        raise
+    except _STORE_FAILURES as exc:
+        raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+
+
+def exists(url: str) -> bool:
+    """Whether an object or folder is at ``url``; StorageError if the store cannot say."""
+    fs, path = _filesystem(url)
+    try:
+        return bool(fs.exists(path))
+    except _STORE_FAILURES as exc:
+        raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+
+
+def local_folder(url: str) -> Path | None:
+    """The local folder ``url`` names (plain path or ``file://``), or None if it is not one."""
+    fs, path = _filesystem(url)
+    return Path(path) if _is_local(fs) and fs.isdir(path) else None
 
 
 def _read_options(fs: Any, chunk_size: int) -> dict[str, Any]:
@@ -404,124 +433,3 @@ def remove_partials(url: str) -> int:
             leftover.unlink()
             removed += 1
     return removed
-
-
-# --- models ------------------------------------------------------------------------------
-
-
-def fetch_model(model_data_url: str, dest: Path) -> Path:
-    """Put the model at ``model_data_url`` into ``dest`` (the container's /opt/ml/model).
-
-    * a ``.tar.gz``/``.tgz`` object on any store is stream-extracted, refusing members
-      that would land outside ``dest``;
-    * a local folder (plain path or ``file://``) is copied;
-    * a prefix ending in ``/`` (an S3 "folder") has every object under it downloaded.
-
-    Raises StorageError when the model is missing, unsafe, or cannot be read; the caller
-    wraps it into the job's failure. Returns ``dest``.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    if model_data_url.lower().endswith(_TAR_SUFFIXES):
-        _extract_tar(model_data_url, dest)
-    elif _is_local_folder(model_data_url):
-        _copy_folder(model_data_url, dest)
-    elif model_data_url.endswith("/"):
-        _download_prefix(model_data_url, dest)
-    else:
-        _reject_model_url(model_data_url)
-    return dest
-
-
-def _is_local_folder(url: str) -> bool:
-    fs, path = _filesystem(url)
-    return _is_local(fs) and bool(fs.isdir(path))
-
-
-def _copy_folder(url: str, dest: Path) -> None:
-    _, path = _filesystem(url)
-    try:
-        shutil.copytree(path, dest, dirs_exist_ok=True)
-    except (OSError, shutil.Error) as exc:
-        raise StorageError(f"cannot copy ModelDataUrl {url}: {_describe(exc)}") from exc
-
-
-def _download_prefix(url: str, dest: Path) -> None:
-    objects = list_prefix(url)
-    if not objects:
-        raise StorageError(f"ModelDataUrl {url} not found: no objects under the prefix")
-    for item in objects:
-        _download(url, item, dest / _safe_member_path(url, item.relative))
-
-
-def _download(model_url: str, item: ObjectInfo, target: Path) -> None:
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("wb") as out:
-            for chunk in iter_chunks(item.url):
-                out.write(chunk)
-    except FileNotFoundError as exc:
-        raise StorageError(f"ModelDataUrl {model_url}: {item.url} vanished") from exc
-    except OSError as exc:  # the local side: a key that is also a folder, a full disk
-        raise StorageError(
-            f"ModelDataUrl {model_url}: cannot save {item.url} as {target}: {_describe(exc)}"
-        ) from exc
-
-
-def _reject_model_url(url: str) -> None:
-    fs, path = _filesystem(url)
-    try:
-        exists = bool(fs.exists(path))
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot read ModelDataUrl {url}: {_describe(exc)}") from exc
-    if not exists:
-        raise StorageError(f"ModelDataUrl {url} not found")
-    raise StorageError(
-        f"ModelDataUrl {url} is neither a .tar.gz/.tgz archive, a local folder, "
-        "nor a prefix ending in '/'"
-    )
-
-
-def _extract_tar(url: str, dest: Path) -> None:
-    """Extract in streaming mode (``r|gz``): one pass, no seeking, no temporary copy."""
-    fs, path = _filesystem(url)
-    try:
-        with (
-            fs.open(path, "rb", **_read_options(fs, 1 << 20)) as stream,
-            tarfile.open(fileobj=stream, mode="r|gz") as archive,
-        ):
-            for member in archive:
-                _check_member(url, member)
-                archive.extract(member, dest, **_EXTRACT_FILTER)
-    except FileNotFoundError as exc:
-        raise StorageError(f"ModelDataUrl {url} not found") from exc
-    except (tarfile.TarError, EOFError, *_STORE_FAILURES) as exc:
-        raise StorageError(f"cannot unpack ModelDataUrl {url}: {_describe(exc)}") from exc
-
-
-# Python's own "data" filter (3.10.12+/3.11.4+) is a second line of defence behind
-# _check_member: it also strips setuid bits and refuses device files.
-_EXTRACT_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-
-
-def _check_member(url: str, member: tarfile.TarInfo) -> None:
-    """Refuse members that would write outside the model folder or create devices."""
-    _safe_member_path(url, member.name)
-    if member.issym():
-        _safe_member_path(url, str(PurePosixPath(member.name).parent / member.linkname))
-    elif member.islnk():
-        _safe_member_path(url, member.linkname)
-    elif not (member.isfile() or member.isdir()):
-        raise StorageError(f"ModelDataUrl {url}: refusing special file {member.name!r}")
-
-
-def _safe_member_path(url: str, name: str) -> PurePosixPath:
-    """``name`` as a path inside the destination, or StorageError if it would escape."""
-    path = PurePosixPath(name)
-    depth = 0
-    for part in path.parts:
-        depth += -1 if part == ".." else 0 if part == "." else 1
-        if path.is_absolute() or depth < 0:
-            raise StorageError(
-                f"ModelDataUrl {url}: refusing {name!r}, which points outside the model folder"
-            )
-    return path

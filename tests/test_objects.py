@@ -22,10 +22,10 @@ import pytest
 import s3fs
 
 from batchtransform.errors import StorageError
+from batchtransform.model_data import fetch_model
 from batchtransform.objects import (
     S3_PART_SIZE,
     atomic_writer,
-    fetch_model,
     iter_chunks,
     list_prefix,
     output_url,
