@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check format lint types clean
+.PHONY: install demo test check format lint types bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,12 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 format: $(STAMP)
-	$(BIN)/ruff format batchtransform tests examples
+	$(BIN)/ruff format batchtransform tests examples benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check batchtransform tests examples
-	$(BIN)/ruff check batchtransform tests examples
+	$(BIN)/ruff format --check batchtransform tests examples benchmarks
+	$(BIN)/ruff check batchtransform tests examples benchmarks
 
 types: $(STAMP)
 	$(BIN)/mypy

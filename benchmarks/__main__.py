@@ -1,0 +1,122 @@
+"""Run the benchmarks and write the table: ``python -m benchmarks [--smoke] [--rows N]``.
+
+Every number is a ratio to a baseline measured in the same run on the same machine, so
+the table means something on a noisy or small machine too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from benchmarks import data, scenarios
+from benchmarks.scenarios import Result, Workload
+
+DEFAULT_ROWS = 1_000_000  # about 100 MB of CSV
+SMOKE_ROWS = 3_000
+FILES = 8
+
+
+def build_workload(work: Path, rows: int) -> Workload:
+    files = data.write_csv_files(work / "input-files", rows, FILES)
+    single = data.write_csv_files(work / "input-single", rows, 1)
+    model = data.train_model(work)
+    model_dir = work / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    archive = data.package_model(model_dir, data.HANDLER, model)
+    identity_dir = work / "identity"
+    identity_dir.mkdir(parents=True, exist_ok=True)
+    identity = data.package_model(identity_dir, data.IDENTITY_HANDLER, None)
+    return Workload(
+        work=work,
+        files=files,
+        single=single,
+        rows=rows,
+        model_file=model_dir / "staging" / "model.joblib",
+        model_archive=archive,
+        identity_archive=identity,
+    )
+
+
+def run_all(load: Workload) -> list[Result]:
+    results = [scenarios.direct(load)]
+    results.append(
+        scenarios.job(
+            load, "(b) batchtransform, 1 instance, one file", load.single, load.model_archive
+        )
+    )
+    results.append(
+        scenarios.job(
+            load,
+            "(c) batchtransform, 2 instances, 8 files",
+            load.files,
+            load.model_archive,
+            instances=2,
+        )
+    )
+    results.extend(scenarios.identity_and_raw(load))
+    results.append(scenarios.ray_data(load))
+    results.append(scenarios.start_latency(load))
+    return results
+
+
+def table(results: list[Result]) -> str:
+    baseline = results[0].rows_per_second
+    lines = [
+        "| scenario | rows/s | MB/s | ratio to (a) | peak MiB per process | first byte s | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for result in results:
+        m = result.measurement
+        if m is None:
+            lines.append(f"| {result.name} | | | | | | {result.note} |")
+            continue
+        first = f"{m.first_byte_seconds:.2f}" if m.first_byte_seconds is not None else ""
+        ratio = result.rows_per_second / baseline if baseline else 0.0
+        lines.append(
+            f"| {result.name} | {result.rows_per_second:,.0f} | {result.mb_per_second:.1f} "
+            f"| {ratio:.2f} | {m.peak_rss_mib:.0f} | {first} | {result.note} |"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> str:
+    packages = ", ".join(
+        f"{name} {version(name)}" for name in ("batchtransform", "numpy", "pandas", "scikit-learn")
+    )
+    return (
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{packages}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of input")
+    parser.add_argument("--smoke", action="store_true", help=f"a tiny run ({SMOKE_ROWS} rows)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    parser.add_argument("--work", type=Path, help="where data goes (default: a temp folder)")
+    args = parser.parse_args()
+    rows = SMOKE_ROWS if args.smoke else args.rows
+    with tempfile.TemporaryDirectory(prefix="batchtransform-bench-") as temporary:
+        work = args.work or Path(temporary)
+        os.environ.setdefault("BATCHTRANSFORM_HOME", str(work / "home"))
+        load = build_workload(work, rows)
+        size = load.input_bytes
+        results = run_all(load)
+    text = (
+        f"# Benchmark results\n\n{time.strftime('%Y-%m-%d')}, {rows:,} rows x {data.FEATURES} "
+        f"float features ({size / 1e6:.0f} MB of CSV).\n\n{environment()}\n\n"
+        f"{table(results)}\n"
+    )
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The scenarios, each measured on the same data in the same run.
+
+(a) direct pandas + model, the baseline every ratio refers to; (b) batchtransform, one
+instance; (c) two instances over several files; (d) through the process runtime, when it
+exists; (e) an identity model against reading the bytes raw; (f) Ray Data, when installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchtransform import Session
+from benchmarks.measure import Measurement, Sampler, raw_read_seconds, run_program
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    rows: int
+    input_bytes: int
+    measurement: Measurement | None
+    note: str = ""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.measurement.seconds if self.measurement else 0.0
+
+    @property
+    def mb_per_second(self) -> float:
+        return self.input_bytes / 1e6 / self.measurement.seconds if self.measurement else 0.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The data and models of one run."""
+
+    work: Path
+    files: list[Path]  # several files
+    single: list[Path]  # the same rows as one file
+    rows: int
+    model_file: Path
+    model_archive: Path
+    identity_archive: Path
+
+    @property
+    def input_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files)
+
+
+_counter = itertools.count()
+
+
+def direct(load: Workload) -> Result:
+    command = [sys.executable, "-m", "benchmarks.direct", str(load.model_file)]
+    output = load.work / "out-direct"
+    measurement = run_program([*command, str(output), *map(str, load.single)])
+    return Result("(a) direct: pandas chunks + model", load.rows, load.input_bytes, measurement)
+
+
+def job(
+    load: Workload,
+    name: str,
+    inputs: list[Path],
+    archive: Path,
+    instances: int = 1,
+    image: str = "batchtransform/python",
+) -> Result:
+    """A real job on the embedded default (detached controller, instance processes)."""
+    session = Session()
+    tag = f"bench-{next(_counter)}-{int(time.time())}"
+    session.create_model(
+        ModelName=tag, PrimaryContainer={"Image": image, "ModelDataUrl": archive.as_uri()}
+    )
+    source = inputs[0].parent / "" if len(inputs) > 1 else inputs[0]
+    output = load.work / f"out-{tag}"
+    request = _job_request(tag, str(source), output, instances)
+    with Sampler(output, lambda: _controller_pid(session, tag)) as sampler:
+        session.create_transform_job(**request)
+        description = _wait(session, tag)
+    if description["TransformJobStatus"] != "Completed":
+        raise RuntimeError(f"{name}: {description.get('FailureReason')}")
+    return Result(name, load.rows, load.input_bytes, sampler.result)
+
+
+def _job_request(name: str, source: str, output: Path, instances: int) -> dict[str, Any]:
+    return {
+        "TransformJobName": name,
+        "ModelName": name,
+        "MaxPayloadInMB": 6,
+        "BatchStrategy": "MultiRecord",
+        "MaxConcurrentTransforms": 2,
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}},
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {"S3OutputPath": str(output), "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": "local", "InstanceCount": instances},
+    }
+
+
+def _controller_pid(session: Session, name: str) -> int | None:
+    record = session.service.store.get_job(name)
+    return record.controller_pid if record else None
+
+
+def _wait(session: Session, name: str) -> dict[str, Any]:
+    while True:
+        description = session.describe_transform_job(TransformJobName=name)
+        if description["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return description
+        time.sleep(0.05)
+
+
+def identity_and_raw(load: Workload) -> tuple[Result, Result]:
+    raw = Measurement(seconds=raw_read_seconds(load.files))
+    identity = job(load, "(e) identity model, 1 instance", load.single, load.identity_archive)
+    return identity, Result("(e) raw read of the same bytes", load.rows, load.input_bytes, raw)
+
+
+def start_latency(load: Workload) -> Result:
+    """Create → first output byte, for a one-line input."""
+    tiny = load.work / "tiny" / "one.csv"
+    tiny.parent.mkdir(parents=True, exist_ok=True)
+    tiny.write_text(load.single[0].open().readline())
+    result = job(load, "start latency (create → first output byte)", [tiny], load.model_archive)
+    return Result(result.name, 1, tiny.stat().st_size, result.measurement)
+
+
+def ray_data(load: Workload) -> Result:
+    if importlib.util.find_spec("ray") is None:
+        return Result(
+            "(f) Ray Data map_batches", load.rows, load.input_bytes, None, "ray not installed"
+        )
+    from benchmarks.ray_peer import run_ray
+
+    return Result("(f) Ray Data map_batches", load.rows, load.input_bytes, run_ray(load))
