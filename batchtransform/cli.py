@@ -1,7 +1,10 @@
-"""The ``batchtransform`` command: the AWS CLI's sagemaker commands, plus ``run`` and ``logs``.
+"""The ``batchtransform`` command: the AWS CLI's sagemaker commands, plus ``run``, ``logs``
+and ``server``.
 
 Thin by design: each command builds a request document, calls the SDK session and prints
 the response as JSON. ``--cli-input-json`` takes the same documents as ``aws sagemaker``.
+``--endpoint-url`` (before or after the command, as the AWS CLI takes it) sends them to a
+``batchtransform server`` instead of the embedded service.
 Exit codes follow the AWS CLI: 0 success, 252 bad arguments, 254 the service refused.
 """
 
@@ -16,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from batchtransform.api import ApiServer, ServerConfig, credentials_from
+from batchtransform.api.server import ACCESS_KEY_ID_VARIABLE, SECRET_ACCESS_KEY_VARIABLE
 from batchtransform.errors import BatchTransformError, UnexpectedStatusException
 from batchtransform.jobs import JobStatus
 from batchtransform.sdk import Session
@@ -23,6 +28,10 @@ from batchtransform.sdk import Session
 EXIT_USAGE = 252
 EXIT_SERVICE = 254
 EXIT_FOR_STATUS = {"Completed": 0, "Failed": 1, "Stopped": 3}
+_ENDPOINT_URL_HELP = (
+    "the batchtransform server to use, e.g. http://127.0.0.1:8080 (default: "
+    "$BATCHTRANSFORM_ENDPOINT_URL, else the embedded service)"
+)
 
 # command -> (operation, help, [(flag, request member, type, help)])
 _API_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, Any, str]]]] = {
@@ -94,21 +103,30 @@ def _parser() -> argparse.ArgumentParser:
         prog="batchtransform",
         description="Self-hosted batch inference with the SageMaker Batch Transform API.",
     )
+    parser.add_argument("--endpoint-url", help=_ENDPOINT_URL_HELP)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name, (operation, help_text, flags) in _API_COMMANDS.items():
         command = commands.add_parser(name, help=help_text, description=help_text)
+        _add_endpoint_url(command)
         command.add_argument("--cli-input-json", help="request JSON: inline, or file://PATH")
         for flag, member, kind, flag_help in flags:
             command.add_argument(flag, dest=member, type=kind, help=flag_help)
         command.set_defaults(handler=_api_command, operation=operation)
     _add_run(commands)
     _add_logs(commands)
+    _add_server(commands)
     return parser
+
+
+def _add_endpoint_url(command: argparse.ArgumentParser) -> None:
+    """``--endpoint-url`` after the command too; SUPPRESS keeps a value given before it."""
+    command.add_argument("--endpoint-url", default=argparse.SUPPRESS, help=_ENDPOINT_URL_HELP)
 
 
 def _add_run(commands: Any) -> None:
     help_text = "Create a transform job and follow it with a progress bar to its end."
     command = commands.add_parser("run", help=help_text, description=help_text)
+    _add_endpoint_url(command)
     command.add_argument("--cli-input-json", required=True, help="CreateTransformJob JSON")
     command.add_argument("--logs", action="store_true", help="print the job's logs at the end")
     command.set_defaults(handler=_run, operation="CreateTransformJob")
@@ -117,14 +135,33 @@ def _add_run(commands: Any) -> None:
 def _add_logs(commands: Any) -> None:
     help_text = "Print a job's log streams (model output and data-log)."
     command = commands.add_parser("logs", help=help_text, description=help_text)
+    _add_endpoint_url(command)
     command.add_argument("transform_job_name", metavar="NAME", help="the transform job's name")
     command.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     command.set_defaults(handler=_logs, operation="DescribeTransformJob")
 
 
+def _add_server(commands: Any) -> None:
+    help_text = "Serve the SageMaker API over HTTP (JSON 1.1), for boto3, the AWS CLI and SDKs."
+    command = commands.add_parser("server", help=help_text, description=help_text)
+    command.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    command.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (8080)")
+    command.add_argument(
+        "--access-key-id", help=f"the key id clients sign with (or ${ACCESS_KEY_ID_VARIABLE})"
+    )
+    command.add_argument(
+        "--secret-access-key",
+        help=f"its secret; prefer ${SECRET_ACCESS_KEY_VARIABLE}, which ps does not show",
+    )
+    command.add_argument(
+        "--no-auth", action="store_true", help="accept unsigned requests from anyone who connects"
+    )
+    command.set_defaults(handler=_server)
+
+
 def _api_command(args: argparse.Namespace) -> int:
     request = _request(args)
-    _print_json(Session().call(args.operation, request))
+    _print_json(_session(args).call(args.operation, request))
     return 0
 
 
@@ -153,7 +190,7 @@ def _read_input_json(value: str) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    session = Session()
+    session = _session(args)
     request = _read_input_json(args.cli_input_json)
     session.call("CreateTransformJob", request)
     name = request["TransformJobName"]
@@ -202,10 +239,30 @@ def _follow_with_progress(session: Session, name: str) -> dict[str, Any]:
 
 def _logs(args: argparse.Namespace) -> int:
     try:
-        Session().logs_for_transform_job(args.transform_job_name, wait=args.follow)
+        _session(args).logs_for_transform_job(args.transform_job_name, wait=args.follow)
     except UnexpectedStatusException as exc:
         print(exc, file=sys.stderr)
         return EXIT_FOR_STATUS["Failed"]
+    return 0
+
+
+def _session(args: argparse.Namespace) -> Session:
+    return Session(endpoint_url=args.endpoint_url)
+
+
+def _server(args: argparse.Namespace) -> int:
+    try:
+        credentials = credentials_from(args.access_key_id, args.secret_access_key)
+        config = ServerConfig(args.host, args.port, credentials, no_auth=args.no_auth)
+        server = ApiServer(config)
+    except ValueError as exc:
+        hint = "--access-key-id and --secret-access-key, or --no-auth"
+        raise _UsageError(f"server: {exc} ({hint})") from exc
+    except OSError as exc:
+        raise _UsageError(f"server: cannot listen on {args.host}:{args.port}: {exc}") from exc
+    auth = "SigV4 signatures required" if credentials else "NO authentication"
+    print(f"Serving the SageMaker API on {server.endpoint_url} ({auth}).", flush=True)
+    server.serve_forever()
     return 0
 
 

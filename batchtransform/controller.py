@@ -13,17 +13,19 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchtransform import config, objects
+from batchtransform import config, manifests, objects
 from batchtransform.errors import BatchTransformError
 from batchtransform.executors import Event, Executor, LocalExecutor
 from batchtransform.instance import InstanceFactory, ItemResult
 from batchtransform.jobs import JobStatus, transition
+from batchtransform.objects import ObjectInfo
 from batchtransform.plan import WorkItem, plan_items
 from batchtransform.shapes import ModelSpec, TransformJobSpec
 from batchtransform.store import JobRecord, Store, open_store
@@ -61,10 +63,11 @@ class JobRun:
 
     def __init__(self, store: Store, record: JobRecord, executor: Executor) -> None:
         self.store, self.record, self.executor = store, record, executor
-        self.job = TransformJobSpec.from_request(record.request)
+        self.job = TransformJobSpec.from_request(record.request, record.creation_time)
         self.model = ModelSpec.from_request(record.model)
         self.progress = Progress()
         self.in_flight: dict[int, WorkItem] = {}
+        self.completed: list[WorkItem] = []  # items whose output was written
         self._last_poll = self._last_save = 0.0
         self._stopping = False
 
@@ -81,6 +84,7 @@ class JobRun:
                 )
                 for item in self.in_flight.values():  # killed mid-write after a stop
                     objects.remove_partials(item.output_url)
+                manifests.write_capture(self.job, items, self.completed)
                 self._finish(finished)
         except BatchTransformError as exc:
             self._end(JobStatus.FAILED, f"ClientError: {exc}")
@@ -89,7 +93,7 @@ class JobRun:
             self._end(JobStatus.FAILED, f"InternalServerError: {type(exc).__name__}: {exc}")
 
     def _plan(self) -> list[WorkItem]:
-        found = objects.list_prefix(self.job.input_uri)
+        found = self._list_inputs()
         if not found:
             self._end(
                 JobStatus.FAILED,
@@ -100,6 +104,12 @@ class JobRun:
         self.progress.objects_total = len(items)
         self._save(force=True)
         return items
+
+    def _list_inputs(self) -> list[ObjectInfo]:
+        """S3Prefix: every object under the prefix. ManifestFile: the objects it lists."""
+        if self.job.data_type == "ManifestFile":
+            return manifests.list_manifest(self.job.input_uri)
+        return objects.list_prefix(self.job.input_uri)
 
     def _on_event(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.kind.value}", None)
@@ -128,6 +138,7 @@ class JobRun:
         self.progress.counters[event.item.index] = {n: getattr(result, n) for n in _COUNTERS}
         if result.ok:
             self.progress.objects_completed += 1
+            self.completed.append(event.item)
         else:
             self._item_failed(event.item, result.reason or "failed")
 
@@ -211,31 +222,30 @@ def run_job(job_name: str, executor: Executor | None = None, store: Store | None
 def launch_detached(job_name: str) -> None:
     """Start the job's controller in a process of its own that outlives this one.
 
-    The child daemonises (forks again and leaves), so long-running callers such as the HTTP
-    server never collect zombies.
+    Returns as soon as the process exists. It runs in its own session, so the caller's
+    terminal signals do not reach it; a daemon thread waits for it, so that a long-running
+    caller (the HTTP server) never collects zombies. The program is given with ``-c`` so
+    that the instances it spawns do not re-import it as their main module.
     """
     log = (config.job_dir(job_name) / "controller.log").open("ab")
     env = {**os.environ, "BATCHTRANSFORM_HOME": str(config.home())}
-    command = [sys.executable, "-m", "batchtransform.controller", "--detach", job_name]
+    program = "import sys; from batchtransform.controller import main; main(sys.argv[1:])"
     with log:
-        subprocess.run(
-            command,
+        process = subprocess.Popen(
+            [sys.executable, "-c", program, job_name],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             env=env,
-            check=True,
             start_new_session=True,
         )
+    threading.Thread(target=process.wait, name=f"reap-{job_name}", daemon=True).start()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m batchtransform.controller")
-    parser.add_argument("job_name")
-    parser.add_argument("--detach", action="store_true", help="fork and return at once")
+    parser.add_argument("job_name", help="the transform job to run to its end")
     args = parser.parse_args(argv)
-    if args.detach and os.fork() > 0:
-        os._exit(0)
     run_job(args.job_name)
 
 

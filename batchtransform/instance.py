@@ -9,6 +9,7 @@ mini-batches → model → output, committing the output only when every batch s
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -22,6 +23,8 @@ from batchtransform.executors.base import Report
 from batchtransform.model_data import fetch_model
 from batchtransform.plan import WorkItem
 from batchtransform.runtimes import Runtime, RuntimeContext, create_runtime
+from batchtransform.runtimes.base import DEFAULT_STARTUP_TIMEOUT, STARTUP_TIMEOUT_ENV
+from batchtransform.runtimes.serial import SerialRuntime
 from batchtransform.shapes import BatchOptions, ModelSpec, TransformJobSpec, normalize_strategy
 
 MIB = 1024 * 1024
@@ -80,6 +83,7 @@ class TransformWorker:
             max_payload_bytes=(resolved.max_payload_mb or 0) * MIB,
             max_concurrent=resolved.max_concurrent or 1,
             assemble_with=self.job.assemble_with,
+            processing=self.job.record_processing(),
         )
 
     def process(self, item: WorkItem, report: Report) -> ItemResult:
@@ -94,7 +98,7 @@ class TransformWorker:
         except BatchTransformError as exc:
             return self._failed(item, stats, str(exc))
         except FileNotFoundError as exc:
-            return self._failed(item, stats, f"the input object disappeared: {exc}")
+            return self._failed(item, stats, f"the input object was not found: {exc}")
         except Exception as exc:  # an unexpected bug must fail the item, not the instance
             traceback.print_exc(file=self.model_log)
             return self._failed(item, stats, f"InternalServerError: {type(exc).__name__}: {exc}")
@@ -107,8 +111,21 @@ class TransformWorker:
         self.data_log.close()
 
     def _start_runtime(self) -> Runtime:
-        container = self.model.containers[0]
-        model_dir = config.job_dir(self.job.name) / f"instance-{self.index}" / "model"
+        """One runtime per container; the containers of a pipeline run in series."""
+        count = len(self.model.containers)
+        runtimes = [create_runtime(self._container_context(n)) for n in range(count)]
+        runtime = runtimes[0] if count == 1 else SerialRuntime(runtimes)
+        runtime.start()
+        return runtime
+
+    def _container_context(self, number: int) -> RuntimeContext:
+        """Container ``number``'s model, fetched into a folder of its own, and its settings."""
+        container = self.model.containers[number]
+        pipeline = len(self.model.containers) > 1
+        instance_dir = config.job_dir(self.job.name) / f"instance-{self.index}"
+        model_dir = (
+            instance_dir / f"container-{number + 1}" if pipeline else instance_dir
+        ) / "model"
         model_dir.mkdir(parents=True, exist_ok=True)
         if container.model_data_url:
             try:
@@ -117,15 +134,19 @@ class TransformWorker:
                 raise RuntimeStartError(
                     f"ClientError: could not fetch ModelDataUrl {container.model_data_url}: {exc}"
                 ) from exc
-        context = RuntimeContext(
+        name = (container.hostname or f"container-{number + 1}") if pipeline else ""
+        self.model_log.write(
+            f"Container {number + 1} of {len(self.model.containers)}: {container.image}\n"
+        )
+        return RuntimeContext(
             image=container.image,
             model_dir=Path(model_dir),
             environment=self.job.container_environment(container),
             log=self.model_log,
+            invocation_timeout=float(self.job.invocation_timeout),
+            startup_timeout=_startup_timeout(),
+            name=name,
         )
-        runtime = create_runtime(context)
-        runtime.start()
-        return runtime
 
     def _resolve_batching(self, runtime: Runtime) -> BatchOptions:
         params = runtime.execution_parameters()
@@ -154,6 +175,21 @@ class TransformWorker:
     def _failed(self, item: WorkItem, stats: PipelineStats, reason: str) -> ItemResult:
         self.data_log.write(f"{item.display}: {reason}")
         return ItemResult(False, f"{item.display}: {reason}", **_counters(stats))
+
+
+def _startup_timeout() -> float:
+    """How long a model server may take to become healthy: the default, or the environment's
+    BATCHTRANSFORM_STARTUP_TIMEOUT (seconds)."""
+    value = os.environ.get(STARTUP_TIMEOUT_ENV)
+    if not value:
+        return DEFAULT_STARTUP_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise RuntimeStartError(f"{STARTUP_TIMEOUT_ENV}={value!r} is not a number of seconds")
+    return seconds
 
 
 def _located(exc: ModelError, batch: Batch, attempts: int) -> ModelError:

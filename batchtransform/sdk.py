@@ -3,21 +3,29 @@
 Code written for ``sagemaker.transformer.Transformer`` ports by changing the import. The
 ``Session`` also answers the boto3 SageMaker client's methods (``create_model(ModelName=...)``,
 ``describe_transform_job(...)``), so ``sagemaker_session.sagemaker_client`` calls work too.
+
+A session is embedded (SQLite and local processes, the default) or remote: with an
+``endpoint_url`` (or ``BATCHTRANSFORM_ENDPOINT_URL``) it talks to a ``batchtransform server``
+and behaves the same, responses and exceptions alike.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from batchtransform import logs
-from batchtransform.errors import UnexpectedStatusException
+from batchtransform import config, logs
+from batchtransform.errors import NotBuiltError, UnexpectedStatusException
 from batchtransform.jobs import JobStatus
+from batchtransform.remote import RemoteService
 from batchtransform.service import OPERATIONS, Service
 
 __all__ = ["Session", "Transformer"]
+
+ENDPOINT_URL_VARIABLE = "BATCHTRANSFORM_ENDPOINT_URL"
 
 _STATUS_MARKS = {
     "InProgress": ".",
@@ -29,10 +37,22 @@ _STATUS_MARKS = {
 
 
 class Session:
-    """Where requests go: the embedded service (SQLite and local processes) by default."""
+    """Where requests go: the embedded service (SQLite and local processes) by default, or
+    the server at ``endpoint_url`` (else ``$BATCHTRANSFORM_ENDPOINT_URL``) when one is set."""
 
-    def __init__(self, service: Service | None = None) -> None:
-        self.service = service or Service()
+    def __init__(
+        self, service: Service | RemoteService | None = None, endpoint_url: str | None = None
+    ) -> None:
+        if service is not None and endpoint_url is not None:
+            raise ValueError("give a service or an endpoint_url, not both")
+        endpoint_url = endpoint_url or os.environ.get(ENDPOINT_URL_VARIABLE)
+        self.service: Service | RemoteService
+        if service is not None:
+            self.service = service
+        elif endpoint_url:
+            self.service = RemoteService(endpoint_url)
+        else:
+            self.service = Service()
 
     @property
     def sagemaker_client(self) -> Session:
@@ -61,8 +81,15 @@ class Session:
     def logs_for_transform_job(
         self, job_name: str, wait: bool = False, poll: float = 1.0, out: TextIO | None = None
     ) -> None:
-        """Print the job's log streams; with ``wait``, follow them until the job ends."""
+        """Print the job's log streams; with ``wait``, follow them until the job ends.
+
+        Logs are files in the state folder (``BATCHTRANSFORM_HOME``) of the machine that runs
+        the job. A remote session reads them when it shares that folder with the server (the
+        same machine); otherwise it raises NotBuiltError, as serving logs is not built yet.
+        """
         out = out or sys.stdout
+        if isinstance(self.service, RemoteService):
+            self._require_local_job_folder(job_name)
 
         def running() -> bool:
             description = self.call("DescribeTransformJob", {"TransformJobName": job_name})
@@ -72,6 +99,16 @@ class Session:
             print(f"[{stream}] {line}", file=out, flush=True)
         if wait:
             _checked(self.call("DescribeTransformJob", {"TransformJobName": job_name}))
+
+    def _require_local_job_folder(self, job_name: str) -> None:
+        self.call("DescribeTransformJob", {"TransformJobName": job_name})  # exists remotely
+        folder = config.home() / "jobs" / job_name
+        if not folder.is_dir():
+            raise NotBuiltError(
+                f"The logs of transform job {job_name!r} are not in this machine's state folder "
+                f"({folder}): logs are files where the server runs, and reading them through "
+                "the API is not built yet; read them on the server's machine."
+            )
 
 
 def _checked(description: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,8 @@ class Service:
 
     def create_model(self, request: dict[str, Any]) -> dict[str, Any]:
         shapes.check_model_rules(request)
+        for container in shapes.ModelSpec.from_request(request).containers:
+            runtimes.check_image(container.image)
         name = request["ModelName"]
         record = ModelRecord(name, config.arn("model", name), time.time(), request)
         if not self.store.add_model(record):
@@ -122,8 +124,6 @@ class Service:
     def create_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
         shapes.check_transform_job_rules(request)
         model = self._model(request["ModelName"])
-        for container in shapes.ModelSpec.from_request(model.request).containers:
-            runtimes.check_image(container.image)
         name, now = request["TransformJobName"], time.time()
         record = JobRecord(
             name=name,

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchtransform.data.capture import format_inference_time
+from batchtransform.data.jsonpath import parse_jsonpath
+from batchtransform.data.processing import CSV, RecordProcessing, record_format
 from batchtransform.errors import NotBuiltError, ValidationError
 
 MAX_PAYLOAD_LIMIT_MB = 100
@@ -110,8 +113,47 @@ def _first_set(*values: int | None) -> int:
 
 
 @dataclass(frozen=True)
+class DataProcessingSpec:
+    """DataProcessing with its defaults: send everything, output only the inference."""
+
+    input_filter: str = "$"
+    output_filter: str = "$"
+    join_source: str = "None"
+
+    @classmethod
+    def from_request(cls, doc: Mapping[str, Any]) -> DataProcessingSpec:
+        return cls(
+            input_filter=doc.get("InputFilter", "$"),
+            output_filter=doc.get("OutputFilter", "$"),
+            join_source=doc.get("JoinSource") or "None",
+        )
+
+
+@dataclass(frozen=True)
+class DataCaptureSpec:
+    """DataCaptureConfig: where the capture manifests go, and whether records get ids.
+
+    KmsKeyId is accepted and not used: outputs are not encrypted by us either.
+    """
+
+    destination: str
+    generate_inference_id: bool = False
+
+    @classmethod
+    def from_request(cls, doc: Mapping[str, Any]) -> DataCaptureSpec:
+        return cls(
+            destination=doc["DestinationS3Uri"],
+            generate_inference_id=bool(doc.get("GenerateInferenceId")),
+        )
+
+
+@dataclass(frozen=True)
 class TransformJobSpec:
-    """What a job does, read from a CreateTransformJob document with defaults applied."""
+    """What a job does, read from a CreateTransformJob document with defaults applied.
+
+    ``creation_time`` (epoch seconds) is the job's time for GenerateInferenceId and the
+    capture folders: fixed before any instance starts, so every instance writes the same.
+    """
 
     name: str
     model_name: str
@@ -129,13 +171,29 @@ class TransformJobSpec:
     invocation_timeout: int = DEFAULT_INVOCATION_TIMEOUT
     invocation_retries: int = DEFAULT_INVOCATION_RETRIES
     environment: Mapping[str, str] = field(default_factory=dict)
+    processing: DataProcessingSpec = DataProcessingSpec()
+    capture: DataCaptureSpec | None = None
+    creation_time: float = 0.0
+
+    def record_processing(self) -> RecordProcessing | None:
+        """The per-record work for the data pipeline; None when there is none to do."""
+        ids = self.capture is not None and self.capture.generate_inference_id
+        work = RecordProcessing(
+            content_type=self.content_type,
+            accept=self.accept,
+            input_filter=self.processing.input_filter,
+            output_filter=self.processing.output_filter,
+            join_source=self.processing.join_source,
+            inference_time=format_inference_time(self.creation_time) if ids else None,
+        )
+        return work if work.filters_input or work.processes_output else None
 
     def container_environment(self, container: ContainerSpec) -> dict[str, str]:
         """The model's Environment, then the batch variables, then the job's Environment."""
         return {**container.environment, **self.batch.environment(), **self.environment}
 
     @classmethod
-    def from_request(cls, doc: Mapping[str, Any]) -> TransformJobSpec:
+    def from_request(cls, doc: Mapping[str, Any], creation_time: float = 0.0) -> TransformJobSpec:
         source = doc["TransformInput"]["DataSource"]["S3DataSource"]
         inp, out = doc["TransformInput"], doc["TransformOutput"]
         resources = doc["TransformResources"]
@@ -163,6 +221,13 @@ class TransformJobSpec:
             ),
             invocation_retries=client.get("InvocationsMaxRetries", DEFAULT_INVOCATION_RETRIES),
             environment=dict(doc.get("Environment") or {}),
+            processing=DataProcessingSpec.from_request(doc.get("DataProcessing") or {}),
+            capture=(
+                DataCaptureSpec.from_request(doc["DataCaptureConfig"])
+                if doc.get("DataCaptureConfig")
+                else None
+            ),
+            creation_time=creation_time,
         )
 
 
@@ -173,10 +238,11 @@ def check_model_rules(doc: Mapping[str, Any]) -> None:
         raise ValidationError("A model needs PrimaryContainer or Containers.", "PrimaryContainer")
     if primary and containers:
         raise ValidationError("Give PrimaryContainer or Containers, not both.", "Containers")
-    if containers and len(containers) > 1:
+    mode = (doc.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
+    if containers and len(containers) > 1 and mode != "Serial":
         raise NotBuiltError(
-            "Containers: inference pipelines (more than one container) are not built yet; "
-            "use PrimaryContainer."
+            f"InferenceExecutionConfig.Mode={mode}: batch transform runs the Containers of "
+            "an inference pipeline in series; Mode Direct is not built."
         )
     for index, container in enumerate([primary] if primary else containers or []):
         path = "PrimaryContainer" if primary else f"Containers[{index}]"
@@ -207,7 +273,7 @@ def check_transform_job_rules(doc: Mapping[str, Any]) -> None:
             "ManifestFile.",
             "TransformInput.DataSource.S3DataSource.S3DataType",
         )
-    _not_built_yet(doc)
+    _check_record_processing(TransformJobSpec.from_request(doc))
 
 
 def _check_payload_limits(doc: Mapping[str, Any]) -> None:
@@ -226,23 +292,79 @@ def _check_payload_limits(doc: Mapping[str, Any]) -> None:
         )
 
 
-def _not_built_yet(doc: Mapping[str, Any]) -> None:
-    """Refuse, at create time and by name, what a later release builds."""
-    source = doc["TransformInput"]["DataSource"]["S3DataSource"]
-    split = doc["TransformInput"].get("SplitType")
-    processing = doc.get("DataProcessing") or {}
-    unbuilt = {
-        "TransformInput.DataSource.S3DataSource.S3DataType=ManifestFile": (
-            source["S3DataType"] == "ManifestFile"
-        ),
-        f"TransformInput.SplitType={split}": split in ("RecordIO", "TFRecord"),
-        "DataProcessing (InputFilter, OutputFilter, JoinSource)": (
-            processing.get("InputFilter", "$") != "$"
-            or processing.get("OutputFilter", "$") != "$"
-            or processing.get("JoinSource", "None") != "None"
-        ),
-        "DataCaptureConfig": bool(doc.get("DataCaptureConfig")),
-    }
-    for feature, used in unbuilt.items():
-        if used:
-            raise NotBuiltError(f"{feature} is not built yet in batchtransform.")
+def _check_record_processing(job: TransformJobSpec) -> None:
+    """DataProcessing and GenerateInferenceId rules, checked before the job is recorded.
+
+    Our reading of reference §5.1 and §6.5 (the service's own checks are unconfirmed):
+
+    * each filter parses as the supported JSONPath subset (``data.jsonpath``);
+    * records are parsed only as ``text/csv``, ``application/json`` or
+      ``application/jsonlines``: ContentType must be one of them for an InputFilter or a
+      join, Accept for an OutputFilter, a join or inference ids;
+    * a join needs ContentType and Accept of the same format (both CSV, or both JSON), as
+      the SDK documents, since the joined record is written in that format;
+    * a CSV record is an array of strings, so a filter over CSV may not select by name;
+    * records are lines or whole objects: SplitType must be None or Line, and Line when
+      CSV is involved, where AssembleWith must be Line too (a row per line, as the docs
+      require for ``text/csv``).
+    """
+    work = job.record_processing()
+    if work is None:
+        return
+    _check_filter(job.processing.input_filter, "InputFilter", job.content_type)
+    _check_filter(job.processing.output_filter, "OutputFilter", job.accept)
+    if work.filters_input or work.joins:
+        _check_format(job.content_type, "TransformInput.ContentType")
+    if work.processes_output:
+        _check_format(job.accept, "TransformOutput.Accept")
+    if work.joins and record_format(job.content_type) != record_format(job.accept):
+        raise ValidationError(
+            f"JoinSource=Input needs ContentType ({job.content_type}) and Accept "
+            f"({job.accept}) of the same format, both CSV or both JSON: the joined record "
+            "is written in that format.",
+            "TransformOutput.Accept",
+        )
+    _check_splitting(job, work)
+
+
+def _check_filter(expression: str, member: str, content_type: str | None) -> None:
+    path = f"DataProcessing.{member}"
+    try:
+        parsed = parse_jsonpath(expression)
+    except ValueError as exc:
+        raise ValidationError(f"{path}: {exc}", path) from None
+    if parsed.uses_names and record_format(content_type) == CSV:
+        raise ValidationError(
+            f"{path}: {expression} selects by name, but a text/csv record is an array of "
+            "strings; use index paths such as $[0], $[1:] or $[0,-1].",
+            path,
+        )
+
+
+def _check_format(content_type: str | None, path: str) -> None:
+    if record_format(content_type) is None:
+        raise ValidationError(
+            f"{path} is {content_type!r}; data processing and inference ids work on "
+            "records of text/csv, application/json or application/jsonlines.",
+            path,
+        )
+
+
+def _check_splitting(job: TransformJobSpec, work: RecordProcessing) -> None:
+    if job.split_type not in ("None", "Line"):
+        raise ValidationError(
+            f"SplitType {job.split_type} cannot be combined with DataProcessing or "
+            "GenerateInferenceId, which work on CSV and JSON records; use Line or None.",
+            "TransformInput.SplitType",
+        )
+    csv_in = (work.filters_input or work.joins) and record_format(job.content_type) == CSV
+    csv_out = work.processes_output and record_format(job.accept) == CSV
+    if (csv_in or csv_out) and (job.split_type, job.assemble_with) != ("Line", "Line"):
+        raise ValidationError(
+            "Processing text/csv records needs SplitType=Line and AssembleWith=Line (a "
+            f"record is a row); this job has SplitType={job.split_type} and "
+            f"AssembleWith={job.assemble_with}.",
+            "TransformInput.SplitType"
+            if job.split_type != "Line"
+            else "TransformOutput.AssembleWith",
+        )

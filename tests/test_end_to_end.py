@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import S3Server
 from documents import job_request, model_request
 from models import ECHO_HANDLER, POISON_HANDLER, SLOW_HANDLER, echoed, tar_model, write_model
+from s3servers import S3Server
 
 from batchtransform import Session, Transformer
 from batchtransform.logs import logs_dir

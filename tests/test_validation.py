@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from documents import job_request, model_request
 
-from batchtransform import NotBuiltError, ValidationError
+from batchtransform import ValidationError
 from batchtransform.service import Service
 from batchtransform.store import open_store
 
@@ -38,6 +38,17 @@ REJECTED_JOBS: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown member", {"Bogus": 1}, "Bogus", "Unknown field"),
     ("bad s3 uri", {"TransformOutput": {"S3OutputPath": "ftp://x/y"}}, "TransformOutput.S3OutputPath", "pattern"),
     ("augmented manifest", {"TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "AugmentedManifestFile"}}}}, "TransformInput.DataSource.S3DataSource.S3DataType", "not supported"),
+    ("filter over 63 chars", {"DataProcessing": {"InputFilter": "$" + "[0]" * 21}}, "DataProcessing.InputFilter", "less than or equal to 63"),
+    ("filter without $", {"DataProcessing": {"InputFilter": "[1:]"}}, "DataProcessing.InputFilter", "Invalid JsonPath: [1:]: it must start with $"),
+    ("recursive descent", {"DataProcessing": {"InputFilter": "$..a"}}, "DataProcessing.InputFilter", "recursive descent"),
+    ("two ranges", {"DataProcessing": {"OutputFilter": "$[0:2,246:]"}, "TransformOutput": {"Accept": "text/csv"}}, "DataProcessing.OutputFilter", "only one range"),
+    ("name on a csv row", {"DataProcessing": {"InputFilter": "$.features"}}, "DataProcessing.InputFilter", "array of strings"),
+    ("filter on a binary type", {"DataProcessing": {"InputFilter": "$[0]"}, "TransformInput": {"ContentType": "application/x-recordio-protobuf"}}, "TransformInput.ContentType", "text/csv, application/json or application/jsonlines"),
+    ("join without accept", {"DataProcessing": {"JoinSource": "Input"}}, "TransformOutput.Accept", "application/jsonlines"),
+    ("join csv with json", {"DataProcessing": {"JoinSource": "Input"}, "TransformOutput": {"Accept": "application/json"}}, "TransformOutput.Accept", "same format"),
+    ("filter with recordio", {"DataProcessing": {"InputFilter": "$[1:]"}, "TransformInput": {"SplitType": "RecordIO"}}, "TransformInput.SplitType", "cannot be combined"),
+    ("csv filter, assemble none", {"DataProcessing": {"InputFilter": "$[1:]"}, "TransformOutput": {"AssembleWith": "None"}}, "TransformOutput.AssembleWith", "AssembleWith=Line"),
+    ("inference ids without accept", {"DataCaptureConfig": {"DestinationS3Uri": "s3://b/c", "GenerateInferenceId": True}}, "TransformOutput.Accept", "inference ids"),
 ]  # fmt: skip
 
 
@@ -67,6 +78,16 @@ ACCEPTED_JOBS: list[tuple[str, dict[str, Any]]] = [
     ("gzip", {"TransformInput": {"CompressionType": "Gzip"}}),
     ("tags", {"Tags": [{"Key": "team a/b", "Value": "x@y"}]}),
     ("default data processing", {"DataProcessing": {"InputFilter": "$", "JoinSource": "None"}}),
+    ("RecordIO", {"TransformInput": {"SplitType": "RecordIO", "ContentType": "application/x-recordio"}}),
+    ("TFRecord", {"TransformInput": {"SplitType": "TFRecord", "ContentType": "application/x-tfexample"}}),
+    ("manifest", {"TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": "s3://b/in.manifest"}}}}),
+    ("csv filter", {"DataProcessing": {"InputFilter": "$[1:]"}}),
+    ("csv join and filter", {"DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}, "TransformOutput": {"Accept": "text/csv"}}),
+    ("index list with a range", {"DataProcessing": {"OutputFilter": "$[0,2:]"}, "TransformOutput": {"Accept": "text/csv"}}),
+    ("jsonlines names", {"DataProcessing": {"InputFilter": "$.features", "JoinSource": "Input", "OutputFilter": "$['id','SageMakerOutput']"}, "TransformInput": {"ContentType": "application/jsonlines"}, "TransformOutput": {"Accept": "application/jsonlines"}}),
+    ("json document join", {"DataProcessing": {"JoinSource": "Input"}, "TransformInput": {"ContentType": "application/json", "SplitType": "None"}, "TransformOutput": {"Accept": "application/json", "AssembleWith": "None"}}),
+    ("capture", {"DataCaptureConfig": {"DestinationS3Uri": "s3://b/c"}}),
+    ("capture with ids", {"DataCaptureConfig": {"DestinationS3Uri": "s3://b/c", "GenerateInferenceId": True}, "TransformOutput": {"Accept": "text/csv"}}),
 ]  # fmt: skip
 
 
@@ -76,31 +97,17 @@ def test_accepted_jobs(service: Service, change: dict[str, Any]) -> None:
     assert response["TransformJobArn"].endswith(":transform-job/job-1")
 
 
-NOT_BUILT: list[tuple[str, dict[str, Any], str]] = [
-    ("RecordIO", {"TransformInput": {"SplitType": "RecordIO"}}, "SplitType=RecordIO"),
-    ("TFRecord", {"TransformInput": {"SplitType": "TFRecord"}}, "SplitType=TFRecord"),
-    ("manifest", {"TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "ManifestFile"}}}}, "ManifestFile"),
-    ("join", {"DataProcessing": {"JoinSource": "Input"}}, "DataProcessing"),
-    ("filter", {"DataProcessing": {"InputFilter": "$[1:]"}}, "DataProcessing"),
-    ("capture", {"DataCaptureConfig": {"DestinationS3Uri": "s3://b/c"}}, "DataCaptureConfig"),
-]  # fmt: skip
+@pytest.mark.parametrize("image", ["My/Image:1", "process://relative/serve", "a b"])
+def test_a_malformed_image_is_refused_at_model_creation(service: Service, image: str) -> None:
+    with pytest.raises(ValidationError, match="Image"):
+        service.call("CreateModel", {"ModelName": "other", "PrimaryContainer": {"Image": image}})
+    assert service.call("ListModels", {"NameContains": "other"})["Models"] == []
 
 
-@pytest.mark.parametrize(
-    ("change", "feature"), [c[1:] for c in NOT_BUILT], ids=[c[0] for c in NOT_BUILT]
-)
-def test_features_not_built_yet_say_so(
-    service: Service, change: dict[str, Any], feature: str
-) -> None:
-    with pytest.raises(NotBuiltError, match="not built yet") as caught:
-        service.call("CreateTransformJob", job_request(**change))
-    assert feature in str(caught.value)
-
-
-def test_unknown_image_is_refused_at_job_creation(service: Service) -> None:
-    service.call("CreateModel", {"ModelName": "other", "PrimaryContainer": {"Image": "my/image:1"}})
-    with pytest.raises(NotBuiltError, match="my/image:1"):
-        service.call("CreateTransformJob", job_request(model="other"))
+@pytest.mark.parametrize("image", ["my/image:1", "sklearn", "process:///usr/bin/serve"])
+def test_well_formed_images_are_accepted(service: Service, image: str) -> None:
+    service.call("CreateModel", {"ModelName": "other", "PrimaryContainer": {"Image": image}})
+    service.call("CreateTransformJob", job_request(model="other"))
 
 
 REJECTED_MODELS: list[tuple[str, dict[str, Any], str]] = [

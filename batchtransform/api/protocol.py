@@ -7,16 +7,21 @@ bodies are JSON objects with timestamps as epoch seconds; errors are
 ``x-amzn-RequestId`` header (the server adds it), which botocore reports as
 ``ResponseMetadata.RequestId``.
 
-Errors the protocol itself raises, before an operation runs (Smithy's names for them):
+Errors the HTTP layer itself raises, before an operation runs (named as Smithy's
+protocol tests name them, where they do):
 
 ==============================  ======  ===========================================
 code                            status  when
 ==============================  ======  ===========================================
 UnknownOperationException       400     no, or an unsupported, ``X-Amz-Target``
 SerializationException          400     the body is not a JSON object
+NotFoundException               404     no route for the path
+MethodNotAllowedException       405     a route, but not for this method
+LengthRequiredException         411     a chunked body (botocore sends a length)
+RequestEntityTooLargeException  413     a body over 16 MiB
 UnsupportedMediaTypeException   415     the content type is not JSON 1.1
-NotFoundException               404     no route for the method and path
 NotImplementedException         501     a planned route (real-time endpoints)
+InternalFailure                 500     a bug; the server logs the traceback
 ==============================  ======  ===========================================
 
 Errors of the package (``BatchTransformError``) travel with their own ``code`` and
@@ -44,6 +49,7 @@ __all__ = [
     "ApiError",
     "Request",
     "Response",
+    "check_content_type",
     "decode_body",
     "error_response",
     "exception_response",
@@ -92,8 +98,8 @@ class ApiError(Exception):
         self.message = message
 
 
-def operation_of(request: Request) -> str:
-    """The operation named by ``X-Amz-Target``, after checking the content type."""
+def check_content_type(request: Request) -> None:
+    """Refuse a body that is not JSON 1.1; parameters (``; charset=utf-8``) are ignored."""
     content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip()
     if content_type.lower() != CONTENT_TYPE:
         raise ApiError(
@@ -101,6 +107,10 @@ def operation_of(request: Request) -> str:
             415,
             f"Content-Type must be {CONTENT_TYPE} (AWS JSON 1.1), not {content_type!r}.",
         )
+
+
+def operation_of(request: Request) -> str:
+    """The operation that ``X-Amz-Target: SageMaker.<Operation>`` names."""
     target = request.headers.get("X-Amz-Target") or ""
     if not target.startswith(TARGET_PREFIX) or target == TARGET_PREFIX:
         raise ApiError(
@@ -148,9 +158,14 @@ def error_response(
 def exception_response(exc: BatchTransformError) -> Response:
     """A package error with its code and status, and its class for our own client."""
     headers = {ERROR_CLASS_HEADER: type(exc).__name__}
-    if isinstance(exc, ValidationError) and exc.field:
+    if isinstance(exc, ValidationError) and exc.field and _is_header_safe(exc.field):
         headers[ERROR_FIELD_HEADER] = exc.field
     return error_response(exc.code, exc.status, str(exc), headers)
+
+
+def _is_header_safe(text: str) -> bool:
+    """A field path may hold a user's map key; only plain ASCII goes into a header."""
+    return text.isascii() and text.isprintable()
 
 
 def _epoch_seconds(value: Any) -> float:

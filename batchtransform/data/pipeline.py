@@ -1,11 +1,13 @@
 """The record pipeline for one input object, as a short sequence of streaming stages.
 
-read → decompress → split → batch → invoke (concurrently, in order) → assemble → write.
+read → decompress → split → [InputFilter] → batch → invoke (concurrently, in order)
+→ [split responses per record, join, OutputFilter, inference ids] → assemble → write.
 
 Every stage is a lazy iterator, so bytes flow through in chunks and memory stays bounded
-by the payload limit times the concurrency, not by the object's size. New stages (input
-filter after split; response split, join and output filter after invoke) slot into
-``transform_stream`` as one more line each.
+by the payload limit times the concurrency, not by the object's size. The bracketed
+stages (``processing``) run only when the job asks for them: with default DataProcessing
+and no GenerateInferenceId, records and responses pass through untouched, as fast as
+before.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from batchtransform.data.assemble import assemble
 from batchtransform.data.batch import Batch, batch_records
 from batchtransform.data.compression import decompress
 from batchtransform.data.ordered import ordered_map
+from batchtransform.data.processing import (
+    OriginalRecords,
+    RecordProcessing,
+    filter_inputs,
+    process_responses,
+)
 from batchtransform.data.split import record_separator, split_records
 
 __all__ = ["PipelineSettings", "PipelineStats", "transform_stream"]
@@ -29,7 +37,8 @@ T = TypeVar("T")
 class PipelineSettings:
     """How to turn one object into requests and back, with the API's spellings and defaults.
 
-    ``max_payload_bytes`` is MaxPayloadInMB in bytes; 0 means no limit.
+    ``max_payload_bytes`` is MaxPayloadInMB in bytes; 0 means no limit. ``processing`` is
+    the per-record work of DataProcessing and GenerateInferenceId; None means none.
     """
 
     compression: str = "None"  # CompressionType
@@ -38,6 +47,7 @@ class PipelineSettings:
     max_payload_bytes: int = 6 * 1024 * 1024
     max_concurrent: int = 1  # MaxConcurrentTransforms
     assemble_with: str = "None"  # AssembleWith
+    processing: RecordProcessing | None = None
 
 
 @dataclass
@@ -89,16 +99,58 @@ def transform_stream(
     limit = settings.max_payload_bytes
     raw = _observe(chunks, stats.count_input)
     data = decompress(raw, settings.compression)
-    records = _observe(split_records(data, settings.split_type, limit or None), stats.count_record)
-    separator = record_separator(settings.split_type)
-    batches = batch_records(records, settings.batch_strategy, limit, separator)
-    responses = ordered_map(invoke, _observe(batches, stats.count_batch), settings.max_concurrent)
+    framed = settings.batch_strategy == "MultiRecord"
+    records = split_records(data, settings.split_type, limit or None, framed=framed)
+    records = _observe(records, stats.count_record)
+    processing = settings.processing
+    if processing is not None and processing.processes_output:
+        return _processed_stream(records, settings, processing, invoke, stats)
+    if processing is not None and processing.filters_input:
+        records = filter_inputs(records, processing)
+    batches = _observe(_batches(records, settings), stats.count_batch)
+    responses = ordered_map(invoke, batches, settings.max_concurrent)
     output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
     return _closing(output, responses)
 
 
+def _processed_stream(
+    records: Iterator[bytes],
+    settings: PipelineSettings,
+    processing: RecordProcessing,
+    invoke: Callable[[Batch], bytes],
+    stats: PipelineStats,
+) -> Generator[bytes, None, None]:
+    """The pipeline when responses are split per record: each goes out as its own record.
+
+    The invoke step returns each batch with its response, so the output side knows how
+    many records the response answers and which; the originals wait for the join.
+    """
+    originals = OriginalRecords() if processing.joins else None
+    if originals is not None:
+        records = originals.remember(records)
+    if processing.filters_input:
+        records = filter_inputs(records, processing)
+    batches = _observe(_batches(records, settings), stats.count_batch)
+    answered = ordered_map(_answered(invoke), batches, settings.max_concurrent)
+    outputs = process_responses(answered, processing, originals)
+    output = _observe(assemble(outputs, settings.assemble_with), stats.count_output)
+    return _closing(output, answered)
+
+
+def _batches(records: Iterable[bytes], settings: PipelineSettings) -> Iterator[Batch]:
+    separator = record_separator(settings.split_type)
+    return batch_records(records, settings.batch_strategy, settings.max_payload_bytes, separator)
+
+
+def _answered(invoke: Callable[[Batch], bytes]) -> Callable[[Batch], tuple[Batch, bytes]]:
+    def call(batch: Batch) -> tuple[Batch, bytes]:
+        return batch, invoke(batch)
+
+    return call
+
+
 def _closing(
-    output: Iterator[bytes], responses: Generator[bytes, None, None]
+    output: Iterator[bytes], responses: Generator[T, None, None]
 ) -> Generator[bytes, None, None]:
     """Yield the output; if the caller stops early, stop the model calls now.
 

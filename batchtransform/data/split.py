@@ -1,8 +1,10 @@
 """Split a decompressed object into records, by SplitType.
 
 Each SplitType is a splitter function plus the separator that joins its records again in a
-MultiRecord payload, kept in one registry so the framed types (RecordIO, TFRecord) slot in
-by adding an entry.
+MultiRecord payload, kept in one registry. The framed types (``recordio``, ``tfrecord``)
+have a second splitter for records without their framing: SingleRecord sends the bare
+record, MultiRecord the records with their framing intact (reference §3.6), so which form
+a record takes is decided here, once, and records stay plain bytes for every SplitType.
 
 Our ``Line`` rules, where the service leaves them open (reference §3.6):
 
@@ -21,25 +23,32 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from batchtransform.errors import DataError, NotBuiltError
+from batchtransform.data import recordio, tfrecord
+from batchtransform.data.framing import describe_limit
+from batchtransform.errors import DataError
 
 __all__ = ["describe_limit", "record_separator", "split_records"]
-
-MIB = 1024 * 1024
 
 Splitter = Callable[[Iterable[bytes], int | None], Iterator[bytes]]
 
 
 def split_records(
-    chunks: Iterable[bytes], split_type: str, max_record_bytes: int | None = None
+    chunks: Iterable[bytes],
+    split_type: str,
+    max_record_bytes: int | None = None,
+    *,
+    framed: bool = True,
 ) -> Iterator[bytes]:
     """Yield the records of a decompressed byte stream for a SplitType.
 
     ``max_record_bytes`` (None = no limit) fails the object with DataError as soon as one
-    record is known to be bigger, without reading further. The SplitType is checked when
-    called: an unknown one raises ValueError, one we have not built raises NotBuiltError.
+    record is known to be bigger (in the form yielded), without reading further.
+    ``framed=False`` strips RecordIO and TFRecord framing; other types have none. The
+    SplitType is checked when called: an unknown one raises ValueError.
     """
-    return _split_type(split_type).split(chunks, max_record_bytes)
+    entry = _split_type(split_type)
+    split = entry.split if framed or entry.split_bare is None else entry.split_bare
+    return split(chunks, max_record_bytes)
 
 
 def record_separator(split_type: str) -> bytes:
@@ -47,17 +56,11 @@ def record_separator(split_type: str) -> bytes:
     return _split_type(split_type).separator
 
 
-def describe_limit(limit: int) -> str:
-    """Name a byte limit the way the user set it: ``MaxPayloadInMB=6 (6291456 bytes)``."""
-    if limit % MIB == 0:
-        return f"MaxPayloadInMB={limit // MIB} ({limit} bytes)"
-    return f"the payload limit of {limit} bytes"
-
-
 @dataclass(frozen=True)
 class _SplitType:
     split: Splitter
     separator: bytes
+    split_bare: Splitter | None = None  # records without their framing, for framed types
 
 
 def _split_type(name: str) -> _SplitType:
@@ -177,17 +180,10 @@ def _records_of(lines: list[bytes]) -> list[bytes]:
     return [record for record in stripped if record]
 
 
-def _not_built(split_type: str) -> Splitter:
-    def split(chunks: Iterable[bytes], max_record_bytes: int | None) -> Iterator[bytes]:
-        raise NotBuiltError(f"SplitType={split_type} is not built yet; use None or Line")
-
-    return split
-
-
 _SPLIT_TYPES: dict[str, _SplitType] = {
     "None": _SplitType(_split_whole, b""),
     "Line": _SplitType(_split_lines, b"\n"),
     # Framed types: MultiRecord payloads keep each record's framing, so nothing joins them.
-    "RecordIO": _SplitType(_not_built("RecordIO"), b""),
-    "TFRecord": _SplitType(_not_built("TFRecord"), b""),
+    "RecordIO": _SplitType(recordio.split_frames, b"", recordio.split_payloads),
+    "TFRecord": _SplitType(tfrecord.split_frames, b"", tfrecord.split_payloads),
 }

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+DEFAULT_INVOCATION_TIMEOUT = 600.0
+DEFAULT_STARTUP_TIMEOUT = 600.0
+STARTUP_TIMEOUT_ENV = "BATCHTRANSFORM_STARTUP_TIMEOUT"  # overrides the default, in seconds
+
 
 @dataclass(frozen=True)
 class ExecutionParameters:
@@ -34,12 +38,20 @@ class RuntimeContext:
     ``environment`` is the container's environment for this job: the model's Environment,
     the batch variables, then the job's Environment, in that order of precedence.
     ``log`` receives the model's own output lines (the instance log).
+    ``invocation_timeout`` bounds each invocation (ModelClientConfig.InvocationsTimeoutInSeconds)
+    and ``startup_timeout`` the wait for a model server to become healthy; a runtime that
+    calls its model in-process cannot interrupt it and ignores both.
+    ``name`` tells this container's lines apart in a shared log: empty for a single
+    container, its ContainerHostname (or ``container-N``) in an inference pipeline.
     """
 
     image: str
     model_dir: Path
     environment: Mapping[str, str] = field(default_factory=dict)
     log: TextIO | None = None
+    invocation_timeout: float = DEFAULT_INVOCATION_TIMEOUT
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    name: str = ""
 
 
 class Runtime(abc.ABC):
@@ -66,6 +78,13 @@ class Runtime(abc.ABC):
         Must be safe to call from several threads at once. Raises ModelError when the model
         fails the request (with its status and the start of its error body).
         """
+
+    def invoke_with_type(
+        self, payload: bytes, content_type: str | None, accept: str | None
+    ) -> tuple[bytes, str | None]:
+        """``invoke``, plus the response's content type where the runtime knows it (a
+        server's Content-Type header): an inference pipeline hands it to the next container."""
+        return self.invoke(payload, content_type, accept), None
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -150,10 +150,18 @@ class PythonRuntime(Runtime):
     ``start`` applies the job's environment to ``os.environ`` (user code reads it there),
     imports the user module and loads the model; ``stop`` undoes all
     three. ``invoke`` is safe from many threads as long as the user's handlers are.
+
+    Framework images adjust two things before ``start``: ``defaults``, handlers their model
+    server supplies where the user module defines none (by handler name, called without a
+    context), and ``program_dir``, where a relative ``SAGEMAKER_PROGRAM`` is found.
     """
 
-    def __init__(self, context: RuntimeContext) -> None:
+    def __init__(
+        self, context: RuntimeContext, defaults: Mapping[str, Callable[..., Any]] | None = None
+    ) -> None:
         super().__init__(context)
+        self.defaults: Mapping[str, Callable[..., Any]] = defaults or {}
+        self.program_dir = Path(context.model_dir) / "code"
         self._served: _Served | None = None
         self._module_name: str | None = None
         self._code_dir: str | None = None
@@ -171,6 +179,13 @@ class PythonRuntime(Runtime):
 
     def invoke(self, payload: bytes, content_type: str | None, accept: str | None) -> bytes:
         """Run the handler chain on one mini-batch; raises ModelError when it fails."""
+        return self.invoke_with_type(payload, content_type, accept)[0]
+
+    def invoke_with_type(
+        self, payload: bytes, content_type: str | None, accept: str | None
+    ) -> tuple[bytes, str | None]:
+        """``invoke``, and the content type the handlers answered with, when they said one
+        (the default output_fn always does; a handler does by returning ``(body, type)``)."""
         served = self._served
         if served is None:
             raise ModelError("the Python runtime is not started, or already stopped", status=503)
@@ -182,7 +197,7 @@ class PythonRuntime(Runtime):
             raise
         except Exception as exc:
             raise self._request_error(exc) from exc
-        return _response_bytes(result)
+        return _response_bytes(result), _response_type(result)
 
     def stop(self) -> None:
         """Drop the model, forget the user's modules and path, restore the environment."""
@@ -200,9 +215,9 @@ class PythonRuntime(Runtime):
 
     def _start(self) -> None:
         self._apply_environment()
-        program = self._program_path()
+        program = self.program_path()
         module = self._import(program) if program.is_file() else None
-        handlers = _find_handlers(module, program)
+        handlers = _find_handlers(module, program, self.defaults)
         context = HandlerContext(
             model_dir=str(self.context.model_dir),
             environment=MappingProxyType(dict(self.context.environment)),
@@ -211,12 +226,12 @@ class PythonRuntime(Runtime):
         model = self._load_model(handlers, context)
         self._served = _Served(model=model, handlers=handlers, context=context)
 
-    def _program_path(self) -> Path:
+    def program_path(self) -> Path:
         """The user module's file, which need not exist: ``SAGEMAKER_PROGRAM`` or the default."""
         program = self.context.environment.get(PROGRAM_ENV) or DEFAULT_PROGRAM
         path = Path(program)
         if not path.is_absolute():
-            path = Path(self.context.model_dir) / "code" / path
+            path = self.program_dir / path
         if path.suffix != ".py" and not path.is_file():
             path = path.with_name(path.name + ".py")
         return path
@@ -300,8 +315,11 @@ class PythonRuntime(Runtime):
                 pass
 
 
-def _find_handlers(module: ModuleType | None, program: Path) -> _Handlers:
-    """The module's handlers, checked as the toolkit checks them, plus a model_fn check."""
+def _find_handlers(
+    module: ModuleType | None, program: Path, defaults: Mapping[str, Callable[..., Any]]
+) -> _Handlers:
+    """The module's handlers, checked as the toolkit checks them, then ``defaults`` where the
+    module defines none (the chain's only without a transform_fn), then a model_fn check."""
     found: dict[str, _Handler] = {}
     for name in _SIGNATURES:
         function = getattr(module, name, None) if module is not None else None
@@ -314,6 +332,9 @@ def _find_handlers(module: ModuleType | None, program: Path) -> _Handlers:
             "replaces input_fn, predict_fn and output_fn, so define either transform_fn alone "
             "or any of the other three (the SageMaker inference toolkit refuses this too)"
         )
+    for name, function in defaults.items():
+        if name not in found and not (name in _CHAIN and "transform_fn" in found):
+            found[name] = _Handler(name, function, takes_context=False)
     if "model_fn" not in found:
         raise RuntimeStartError(_missing_model_fn(program, module is not None))
     return _Handlers(**found)
@@ -396,6 +417,13 @@ def _response_bytes(result: Any) -> bytes:
     except (TypeError, ValueError) as exc:
         message = f"the handlers returned a {type(result).__name__}, not bytes or str: {exc}"
         raise ModelError(message, status=500, body=message) from exc
+
+
+def _response_type(result: Any) -> str | None:
+    """The content type of a ``(body, content_type)`` result, else None."""
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], str):
+        return result[1]
+    return None
 
 
 def _tolist(value: Any) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from batchtransform.data import record_separator, split_records
-from batchtransform.errors import DataError, NotBuiltError
+from batchtransform.errors import DataError
 
 MIB = 1024 * 1024
 
@@ -141,12 +141,6 @@ def test_none_exact_fit():
 )
 def test_record_separator(split_type: str, separator: bytes):
     assert record_separator(split_type) == separator
-
-
-@pytest.mark.parametrize("split_type", ["RecordIO", "TFRecord"])
-def test_framed_split_types_are_not_built_yet(split_type: str):
-    with pytest.raises(NotBuiltError, match=f"SplitType={split_type} is not built yet"):
-        split_records([b"data"], split_type)
 
 
 @pytest.mark.parametrize("split_type", ["line", "LINE", "Lines", ""])
