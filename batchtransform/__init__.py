@@ -2,8 +2,8 @@
 
     from batchtransform import Session, Transformer
 
-Names are imported on first use, so that the processes that only run jobs (controllers and
-instances) do not pay for the SDK and the service at start-up.
+The SDK and the service load on first use, so that the processes that only run jobs
+(controllers and instances) do not pay for them at start-up.
 """
 
 from __future__ import annotations
@@ -11,44 +11,24 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from batchtransform.errors import (
+    BatchTransformError,
+    ConflictError,
+    DataError,
+    ModelError,
+    NotBuiltError,
+    NotFoundError,
+    RuntimeStartError,
+    StorageError,
+    UnexpectedStatusException,
+    ValidationError,
+)
+
 if TYPE_CHECKING:
-    from batchtransform.errors import (
-        BatchTransformError,
-        ConflictError,
-        DataError,
-        ModelError,
-        NotBuiltError,
-        NotFoundError,
-        RuntimeStartError,
-        StorageError,
-        UnexpectedStatusException,
-        ValidationError,
-    )
     from batchtransform.sdk import Session, Transformer
     from batchtransform.service import Service
 
 __version__ = "0.1.0"
-
-_HOMES = {
-    "Session": "batchtransform.sdk",
-    "Transformer": "batchtransform.sdk",
-    "Service": "batchtransform.service",
-    **dict.fromkeys(
-        [
-            "BatchTransformError",
-            "ConflictError",
-            "DataError",
-            "ModelError",
-            "NotBuiltError",
-            "NotFoundError",
-            "RuntimeStartError",
-            "StorageError",
-            "UnexpectedStatusException",
-            "ValidationError",
-        ],
-        "batchtransform.errors",
-    ),
-}
 
 __all__ = [
     "BatchTransformError",
@@ -67,10 +47,13 @@ __all__ = [
     "__version__",
 ]
 
+_LAZY = {"Session": "batchtransform.sdk", "Transformer": "batchtransform.sdk"}
+_LAZY["Service"] = "batchtransform.service"
+
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
+    if name not in _LAZY:
         raise AttributeError(f"module 'batchtransform' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
+    value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value

@@ -8,7 +8,7 @@ can say where the damage is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from batchtransform.errors import DataError
 
@@ -73,3 +73,18 @@ class ByteReader:
                 self._start = 0
             self._buffer += chunk
         return True
+
+
+RecordReader = Callable[["ByteReader", int, "int | None", bool], bytes]
+"""Reads one record (its 1-based number given) from the reader: framed, or data alone."""
+
+
+def read_records(
+    chunks: Iterable[bytes], limit: int | None, framed: bool, read_record: RecordReader
+) -> Iterator[bytes]:
+    """Every record of a framed stream, read one after the other until the stream ends."""
+    reader = ByteReader(chunks)
+    number = 0
+    while not reader.at_end():
+        number += 1
+        yield read_record(reader, number, limit, framed)

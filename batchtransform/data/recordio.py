@@ -24,7 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
-from batchtransform.data.framing import ByteReader, record_too_large
+from batchtransform.data.framing import ByteReader, read_records, record_too_large
 from batchtransform.errors import DataError
 
 __all__ = ["MAGIC", "split_frames", "split_payloads"]
@@ -38,20 +38,16 @@ _WHOLE, _START, _MIDDLE, _END = 0, 1, 2, 3
 
 def split_frames(chunks: Iterable[bytes], max_record_bytes: int | None) -> Iterator[bytes]:
     """Yield each logical record with its framing, as MultiRecord sends it."""
-    return _split(chunks, max_record_bytes, framed=True)
+    return read_records(chunks, max_record_bytes, True, _read_record)
 
 
 def split_payloads(chunks: Iterable[bytes], max_record_bytes: int | None) -> Iterator[bytes]:
     """Yield each logical record without framing, as SingleRecord sends it."""
-    return _split(chunks, max_record_bytes, framed=False)
+    return read_records(chunks, max_record_bytes, False, _read_record)
 
 
-def _split(chunks: Iterable[bytes], limit: int | None, framed: bool) -> Iterator[bytes]:
-    reader = ByteReader(chunks)
-    number = 0
-    while not reader.at_end():
-        number += 1
-        yield _RecordReader(reader, number, limit, framed).read()
+def _read_record(reader: ByteReader, number: int, limit: int | None, framed: bool) -> bytes:
+    return _RecordReader(reader, number, limit, framed).read()
 
 
 class _RecordReader:

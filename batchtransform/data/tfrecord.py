@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 
 import google_crc32c
 
-from batchtransform.data.framing import ByteReader, record_too_large
+from batchtransform.data.framing import ByteReader, read_records, record_too_large
 from batchtransform.errors import DataError
 
 __all__ = ["masked_crc32c", "split_frames", "split_payloads"]
@@ -39,20 +39,12 @@ def masked_crc32c(data: bytes) -> int:
 
 def split_frames(chunks: Iterable[bytes], max_record_bytes: int | None) -> Iterator[bytes]:
     """Yield each record with its length and checksums, as MultiRecord sends it."""
-    return _split(chunks, max_record_bytes, framed=True)
+    return read_records(chunks, max_record_bytes, True, _read_record)
 
 
 def split_payloads(chunks: Iterable[bytes], max_record_bytes: int | None) -> Iterator[bytes]:
     """Yield each record's data alone, as SingleRecord sends it."""
-    return _split(chunks, max_record_bytes, framed=False)
-
-
-def _split(chunks: Iterable[bytes], limit: int | None, framed: bool) -> Iterator[bytes]:
-    reader = ByteReader(chunks)
-    number = 0
-    while not reader.at_end():
-        number += 1
-        yield _read_record(reader, number, limit, framed)
+    return read_records(chunks, max_record_bytes, False, _read_record)
 
 
 def _read_record(reader: ByteReader, number: int, limit: int | None, framed: bool) -> bytes:
