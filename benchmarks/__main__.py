@@ -59,6 +59,7 @@ def run_all(load: Workload) -> list[Result]:
             instances=2,
         )
     )
+    results.append(scenarios.process_runtime(load))
     results.extend(scenarios.identity_and_raw(load))
     results.append(scenarios.ray_data(load))
     results.append(scenarios.start_latency(load))

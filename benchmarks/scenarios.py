@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchtransform import Session
+from benchmarks import model_server
 from benchmarks.measure import Measurement, Sampler, raw_read_seconds, run_program
 
 
@@ -116,6 +117,13 @@ def _wait(session: Session, name: str) -> dict[str, Any]:
         if description["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
             return description
         time.sleep(0.05)
+
+
+def process_runtime(load: Workload) -> Result:
+    """(b) with the model behind HTTP: a model-server program run by the process runtime."""
+    launcher = model_server.write_launcher(load.work)
+    name = "(d) process runtime (HTTP hop), 1 instance"
+    return job(load, name, load.single, load.model_archive, image=f"process://{launcher}")
 
 
 def identity_and_raw(load: Workload) -> tuple[Result, Result]:

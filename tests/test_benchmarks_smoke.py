@@ -18,7 +18,7 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
 
     rows = [line for line in results.read_text().splitlines() if line.startswith("| (")]
     names = [row.split("|")[1].strip() for row in rows]
-    assert [name[:3] for name in names] == ["(a)", "(b)", "(c)", "(e)", "(e)", "(f)"]
+    assert [name[:3] for name in names] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(e)", "(f)"]
     measured = [row for row in rows if "not installed" not in row]
     for row in measured:
         rows_per_second = float(row.split("|")[2].replace(",", ""))

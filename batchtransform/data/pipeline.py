@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from batchtransform.data.assemble import assemble
-from batchtransform.data.batch import Batch, batch_records
+from batchtransform.data.batch import Batch, batch_blocks, in_blocks
 from batchtransform.data.compression import decompress
 from batchtransform.data.ordered import ordered_map
 from batchtransform.data.processing import (
@@ -26,7 +26,7 @@ from batchtransform.data.processing import (
     filter_inputs,
     process_responses,
 )
-from batchtransform.data.split import record_separator, split_records
+from batchtransform.data.split import record_separator, split_blocks, split_records
 
 __all__ = ["PipelineSettings", "PipelineStats", "transform_stream"]
 
@@ -70,6 +70,9 @@ class PipelineStats:
     def count_record(self, record: bytes) -> None:
         self.records += 1
 
+    def count_block(self, block: list[bytes]) -> None:
+        self.records += len(block)
+
     def count_batch(self, batch: Batch) -> None:
         self.batches += 1
 
@@ -100,17 +103,14 @@ def transform_stream(
     raw = _observe(chunks, stats.count_input)
     data = decompress(raw, settings.compression)
     framed = settings.batch_strategy == "MultiRecord"
-    records = split_records(data, settings.split_type, limit or None, framed=framed)
-    records = _observe(records, stats.count_record)
     processing = settings.processing
-    if processing is not None and processing.processes_output:
-        return _processed_stream(records, settings, processing, invoke, stats)
-    if processing is not None and processing.filters_input:
-        records = filter_inputs(records, processing)
-    batches = _observe(_batches(records, settings), stats.count_batch)
-    responses = ordered_map(invoke, batches, settings.max_concurrent)
-    output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
-    return _closing(output, responses)
+    if processing is not None:
+        records = split_records(data, settings.split_type, limit or None, framed=framed)
+        return _processed_stream(
+            _observe(records, stats.count_record), settings, processing, invoke, stats
+        )
+    blocks = split_blocks(data, settings.split_type, limit or None, framed=framed)
+    return _answers(_observe(blocks, stats.count_block), settings, invoke, stats)
 
 
 def _processed_stream(
@@ -120,26 +120,42 @@ def _processed_stream(
     invoke: Callable[[Batch], bytes],
     stats: PipelineStats,
 ) -> Generator[bytes, None, None]:
-    """The pipeline when responses are split per record: each goes out as its own record.
+    """The pipeline with DataProcessing or inference ids: records one at a time through the
+    filters; when responses are split per record, each goes out as its own record.
 
     The invoke step returns each batch with its response, so the output side knows how
     many records the response answers and which; the originals wait for the join.
     """
+    if not processing.processes_output:
+        return _answers(in_blocks(filter_inputs(records, processing)), settings, invoke, stats)
     originals = OriginalRecords() if processing.joins else None
     if originals is not None:
         records = originals.remember(records)
     if processing.filters_input:
         records = filter_inputs(records, processing)
-    batches = _observe(_batches(records, settings), stats.count_batch)
+    batches = _observe(_batches(in_blocks(records), settings), stats.count_batch)
     answered = ordered_map(_answered(invoke), batches, settings.max_concurrent)
     outputs = process_responses(answered, processing, originals)
     output = _observe(assemble(outputs, settings.assemble_with), stats.count_output)
     return _closing(output, answered)
 
 
-def _batches(records: Iterable[bytes], settings: PipelineSettings) -> Iterator[Batch]:
+def _answers(
+    blocks: Iterable[list[bytes]],
+    settings: PipelineSettings,
+    invoke: Callable[[Batch], bytes],
+    stats: PipelineStats,
+) -> Generator[bytes, None, None]:
+    """Batch, call the model, and assemble its responses as they are: no per-record work."""
+    batches = _observe(_batches(blocks, settings), stats.count_batch)
+    responses = ordered_map(invoke, batches, settings.max_concurrent)
+    output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
+    return _closing(output, responses)
+
+
+def _batches(blocks: Iterable[list[bytes]], settings: PipelineSettings) -> Iterator[Batch]:
     separator = record_separator(settings.split_type)
-    return batch_records(records, settings.batch_strategy, settings.max_payload_bytes, separator)
+    return batch_blocks(blocks, settings.batch_strategy, settings.max_payload_bytes, separator)
 
 
 def _answered(invoke: Callable[[Batch], bytes]) -> Callable[[Batch], tuple[Batch, bytes]]:

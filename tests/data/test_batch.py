@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from batchtransform.data import Batch, batch_records
+from batchtransform.data.batch import batch_blocks
 from batchtransform.errors import DataError
 
 RECORDS = [b"aa", b"bbb", b"c", b"dddd"]
@@ -126,3 +129,40 @@ def test_limit_named_in_max_payload_in_mb():
 def test_bad_settings_fail_when_called(strategy: str, limit: int, message: str):
     with pytest.raises(ValueError, match=message):
         batch_records([], strategy, limit, b"\n")
+
+
+def _reference_greedy(records: list[bytes], limit: int, separator: bytes) -> list[tuple[int, int]]:
+    """(first record, count) of each batch, by the plain per-record greedy rule."""
+    batches: list[tuple[int, int]] = []
+    first, count, size = 1, 0, 0
+    for number, record in enumerate(records, start=1):
+        grown = size + len(separator) + len(record) if count else len(record)
+        if count and limit and grown > limit:
+            batches.append((first, count))
+            first, count, grown = number, 0, len(record)
+        count += 1
+        size = grown
+    if count:
+        batches.append((first, count))
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_packing_a_list_at_a_time_matches_the_per_record_rule(seed: int) -> None:
+    rng = random.Random(seed)
+    limit = rng.choice([0, 5, 16, 64, 200])
+    separator = rng.choice([b"\n", b""])
+    longest = max(1, limit or 30)
+    records = [b"x" * rng.randint(0, longest) for _ in range(rng.randint(0, 300))]
+    cuts = sorted(rng.sample(range(len(records) + 1), k=min(len(records) + 1, rng.randint(1, 8))))
+    blocks = [records[a:b] for a, b in zip([0, *cuts], [*cuts, len(records)], strict=True)]
+
+    batches = list(batch_blocks(blocks, "MultiRecord", limit, separator))
+
+    assert [(b.first_record, b.count) for b in batches] == _reference_greedy(
+        records, limit, separator
+    )
+    assert b"".join(
+        separator.join(records[b.first_record - 1 : b.first_record - 1 + b.count]) for b in batches
+    ) == b"".join(b.payload for b in batches)
+    assert all(not limit or len(b.payload) <= limit for b in batches)
