@@ -95,7 +95,7 @@ def _job_request(name: str, source: str, output: Path, instances: int) -> dict[s
         "ModelName": name,
         "MaxPayloadInMB": 6,
         "BatchStrategy": "MultiRecord",
-        "MaxConcurrentTransforms": 2,
+        "MaxConcurrentTransforms": 1,
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": source}},
             "ContentType": "text/csv",
