@@ -27,10 +27,11 @@ def database_url() -> str:
     return os.environ.get("BATCHTRANSFORM_DATABASE_URL") or f"sqlite:///{home() / 'state.db'}"
 
 
-def job_dir(job_name: str) -> Path:
+def job_dir(job_name: str, create: bool = True) -> Path:
     """A job's own folder: logs, the controller's output, per-instance model folders."""
     path = home() / "jobs" / job_name
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

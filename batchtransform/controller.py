@@ -78,7 +78,7 @@ class JobRun:
                 finished = self.executor.run(
                     items,
                     InstanceFactory(self.job, self.model),
-                    self.job.instance_count,
+                    min(self.job.instance_count, len(items)),  # more would only idle
                     self._on_event,
                     self._should_stop,
                 )

@@ -102,7 +102,7 @@ class Session:
 
     def _require_local_job_folder(self, job_name: str) -> None:
         self.call("DescribeTransformJob", {"TransformJobName": job_name})  # exists remotely
-        folder = config.home() / "jobs" / job_name
+        folder = config.job_dir(job_name, create=False)
         if not folder.is_dir():
             raise NotBuiltError(
                 f"The logs of transform job {job_name!r} are not in this machine's state folder "

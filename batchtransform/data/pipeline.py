@@ -19,6 +19,7 @@ from typing import TypeVar
 from batchtransform.data.assemble import assemble
 from batchtransform.data.batch import Batch, batch_blocks, in_blocks
 from batchtransform.data.compression import decompress
+from batchtransform.data.lines import line_batches
 from batchtransform.data.ordered import ordered_map
 from batchtransform.data.processing import (
     OriginalRecords,
@@ -73,6 +74,9 @@ class PipelineStats:
     def count_block(self, block: list[bytes]) -> None:
         self.records += len(block)
 
+    def count_batch_records(self, batch: Batch) -> None:
+        self.records += batch.count
+
     def count_batch(self, batch: Batch) -> None:
         self.batches += 1
 
@@ -109,8 +113,13 @@ def transform_stream(
         return _processed_stream(
             _observe(records, stats.count_record), settings, processing, invoke, stats
         )
+    if settings.split_type == "Line" and framed and limit:
+        batches = _observe(line_batches(data, limit), stats.count_batch_records)
+        return _answers(batches, settings, invoke, stats)
     blocks = split_blocks(data, settings.split_type, limit or None, framed=framed)
-    return _answers(_observe(blocks, stats.count_block), settings, invoke, stats)
+    return _answers(
+        _batches(_observe(blocks, stats.count_block), settings), settings, invoke, stats
+    )
 
 
 def _processed_stream(
@@ -127,7 +136,8 @@ def _processed_stream(
     many records the response answers and which; the originals wait for the join.
     """
     if not processing.processes_output:
-        return _answers(in_blocks(filter_inputs(records, processing)), settings, invoke, stats)
+        batches = _batches(in_blocks(filter_inputs(records, processing)), settings)
+        return _answers(batches, settings, invoke, stats)
     originals = OriginalRecords() if processing.joins else None
     if originals is not None:
         records = originals.remember(records)
@@ -141,13 +151,13 @@ def _processed_stream(
 
 
 def _answers(
-    blocks: Iterable[list[bytes]],
+    batches: Iterable[Batch],
     settings: PipelineSettings,
     invoke: Callable[[Batch], bytes],
     stats: PipelineStats,
 ) -> Generator[bytes, None, None]:
-    """Batch, call the model, and assemble its responses as they are: no per-record work."""
-    batches = _observe(_batches(blocks, settings), stats.count_batch)
+    """Call the model and assemble its responses as they are: no per-record work."""
+    batches = _observe(batches, stats.count_batch)
     responses = ordered_map(invoke, batches, settings.max_concurrent)
     output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
     return _closing(output, responses)
