@@ -26,6 +26,9 @@ from batchtransform.errors import BatchTransformError
 from batchtransform.executors.base import Event, EventKind, Executor, WorkerFactory
 
 _POLL_SECONDS = 0.25
+# Thread pools of numeric libraries, sized when they load: instances on one machine share
+# its cores, so each gets its part unless the variable is set already.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _MAX_ATTEMPTS = 2  # an item whose instance dies is tried once more elsewhere
 
 
@@ -62,6 +65,7 @@ class LocalExecutor(Executor):
         should_stop: Callable[[], bool],
     ) -> bool:
         run = _Run(self, factory, on_event, deque((item, 0) for item in items))
+        run.threads = max(1, (os.cpu_count() or 1) // max(1, instance_count))
         try:
             for index in range(1, instance_count + 1):
                 run.start_instance(index)
@@ -86,12 +90,13 @@ class _Run:
         self.pending = pending
         self.instances: dict[int, _Instance] = {}
         self.replacements = executor.max_replacements
+        self.threads = 1  # numeric-library threads per instance
 
     def start_instance(self, index: int) -> None:
         parent, child = self.executor._context.Pipe()
         process = self.executor._context.Process(
             target=_instance_main,
-            args=(child, self.factory, index),
+            args=(child, self.factory, index, self.threads),
             name=f"batchtransform-instance-{index}",
             daemon=False,
         )
@@ -196,8 +201,10 @@ def _exit_reason(exitcode: int | None) -> str:
 # Inside the instance process
 
 
-def _instance_main(conn: Connection, factory: WorkerFactory, index: int) -> None:
+def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads: int) -> None:
     """The instance's whole life: build and start the worker, then serve items until told."""
+    for name in _THREAD_VARIABLES:  # before the worker loads any numeric library
+        os.environ.setdefault(name, str(threads))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _exit_with_parent()
     try:

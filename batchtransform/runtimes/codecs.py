@@ -25,14 +25,25 @@ import csv
 import functools
 import io
 import json
-import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
 from batchtransform.errors import ModelError
+from batchtransform.runtimes.media import (
+    ANY_TYPE,
+    CSV,
+    DEFAULT_ACCEPT_ENV,
+    JSON,
+    JSON_LINES,
+    NPY,
+    SUPPORTED_CONTENT_TYPES,
+    media_type,
+    parse_accept,
+    resolve_accept,
+)
 
 __all__ = [
     "CSV",
@@ -49,16 +60,6 @@ __all__ = [
     "resolve_accept",
 ]
 
-CSV = "text/csv"
-JSON = "application/json"
-JSON_LINES = "application/jsonlines"
-NPY = "application/x-npy"
-SUPPORTED_CONTENT_TYPES = (CSV, JSON, JSON_LINES, NPY)
-
-DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
-ANY_TYPE = "*/*"
-
-_ALIASES = {"application/x-jsonlines": JSON_LINES}
 _NPY_MAGIC = b"\x93NUMPY"
 # A body made only of these bytes has no text that pandas and float() could read differently:
 # no letters but the exponent, no quotes, tabs or comment signs.
@@ -66,12 +67,6 @@ _PLAIN_NUMBER_BYTES = b"0123456789.,eE+- \r\n"
 # pandas 3.1 parses floats with fast_float, which rounds exactly like float(); older pandas
 # ("high" precision) can be off in the last bit, so it is not used for CSV.
 _EXACT_PANDAS = (3, 1)
-
-
-def media_type(content_type: str) -> str:
-    """``Text/CSV; charset=utf-8`` -> ``text/csv``, and aliases to their canonical name."""
-    base = content_type.split(";", 1)[0].strip().lower()
-    return _ALIASES.get(base, base)
 
 
 def decode(body: bytes | str, content_type: str | None) -> Any:
@@ -104,26 +99,6 @@ def encode(prediction: Any, accept: str | None) -> tuple[bytes, str]:
     except (ValueError, TypeError) as exc:
         message = f"cannot encode the prediction as {chosen}: {type(exc).__name__}: {exc}"
         raise ModelError(message, status=500, body=message) from exc
-
-
-def resolve_accept(accept: str | None, environment: Mapping[str, str] | None = None) -> str:
-    """``accept``, or the default for a missing Accept or ``*/*`` as the toolkit has it:
-    ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (from ``environment``, else ``os.environ``),
-    else ``application/json``."""
-    if accept and accept.strip() != ANY_TYPE:
-        return accept
-    env = os.environ if environment is None else environment
-    default = env.get(DEFAULT_ACCEPT_ENV) or JSON
-    return JSON if default.strip() == ANY_TYPE else default
-
-
-def parse_accept(accept: str) -> list[str]:
-    """The media types of an Accept header in the order given, without parameters or q-values.
-
-    Like the toolkit we do not sort by q-value: the first supported type wins.
-    """
-    parts = (part.split(";", 1)[0].strip().lower() for part in accept.split(","))
-    return [part for part in parts if part]
 
 
 def _choose_accept(accept: str | None) -> str:

@@ -67,7 +67,7 @@ import numpy as np
 
 from batchtransform.errors import ModelError, RuntimeStartError
 from batchtransform.model_data import fetch_model
-from batchtransform.runtimes import codecs
+from batchtransform.runtimes import codecs, media
 from batchtransform.runtimes.base import RuntimeContext
 from batchtransform.runtimes.python import PythonRuntime
 
@@ -225,7 +225,7 @@ def _containers_encode(prediction: Any, accept: str) -> tuple[bytes, str]:
     for candidate in codecs.parse_accept(accept):
         if codecs.media_type(candidate) == codecs.CSV:
             return _array_to_csv(prediction), candidate
-        if candidate == codecs.ANY_TYPE or codecs.media_type(candidate) in _ENCODED_ELSEWHERE:
+        if candidate == media.ANY_TYPE or codecs.media_type(candidate) in _ENCODED_ELSEWHERE:
             break
     return codecs.encode(prediction, accept)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from batchtransform.errors import ModelError, RuntimeStartError
-from batchtransform.runtimes import codecs
+from batchtransform.runtimes import media
 from batchtransform.runtimes.base import ExecutionParameters, Runtime
 
 __all__ = ["SerialRuntime", "merge_execution_parameters"]
@@ -75,7 +75,7 @@ class SerialRuntime(Runtime):
             except ModelError as exc:
                 message = f"{self._label(number)}: {exc.message}"
                 raise ModelError(message, status=exc.model_status, body=exc.body) from exc
-            body_type = answered or codecs.resolve_accept(None, stage.context.environment)
+            body_type = answered or media.resolve_accept(None, stage.context.environment)
         return body, body_type
 
     def stop(self) -> None:
