@@ -11,12 +11,12 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
 from documents import job_request
+from framings import RECORDIO_MAGIC, recordio_frame, tfrecord_frame
 from test_end_to_end import make_model, outputs, wait_for, write_inputs
 
 from batchtransform import Session, ValidationError
@@ -168,34 +168,6 @@ def test_a_response_count_mismatch_fails_the_file_naming_the_record(
 
 
 # --- RecordIO and TFRecord --------------------------------------------------------------
-
-RECORDIO_MAGIC = struct.pack("<I", 0xCED7230A)
-
-
-def recordio_frame(data: bytes, cflag: int = 0) -> bytes:
-    """dmlc-core framing, written from the format definition."""
-    header = RECORDIO_MAGIC + struct.pack("<I", cflag << 29 | len(data))
-    return header + data + b"\0" * (-len(data) % 4)
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-def tfrecord_frame(data: bytes) -> bytes:
-    """TensorFlow's framing with masked CRC-32C, written from the format definition."""
-
-    def masked(part: bytes) -> bytes:
-        crc = crc32c(part)
-        return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-    length = struct.pack("<Q", len(data))
-    return length + masked(length) + data + masked(data)
 
 
 RECORDIO_FILE = (

@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from batchtransform.data.batch import Batch
-from batchtransform.data.framing import describe_limit
-from batchtransform.errors import DataError
+from batchtransform.data.split import line_too_long
 
 __all__ = ["line_batches"]
 
@@ -83,7 +82,7 @@ class _LineBatcher:
             end = self.lines.rfind(b"\n", 0, self.limit + 1)
             if end < 0:  # the first record alone is over the limit
                 length = self.lines.find(b"\n")
-                raise _too_long(length, self.limit, self.records + 1, self._offset(0))
+                raise line_too_long(length, self.limit, self.records + 1, self._offset(0))
             yield self._cut(end)
 
     def _cut(self, end: int) -> Batch:
@@ -103,7 +102,7 @@ class _LineBatcher:
         if size > self.limit:
             number = self.records + self.lines.count(b"\n") + 1
             offset = self._offset(len(self.lines))
-            raise _too_long(size, self.limit, number, offset, ended=False)
+            raise line_too_long(size, self.limit, number, offset, ended=False)
 
     def _offset(self, position: int) -> int | None:
         """The stream offset of a buffer position, while normalising has changed nothing."""
@@ -115,15 +114,3 @@ def _normalised(complete: bytes) -> bytes:
     records = [line.removesuffix(b"\r") for line in complete.split(b"\n")[:-1]]
     kept = [record for record in records if record]
     return b"\n".join(kept) + b"\n" if kept else b""
-
-
-def _too_long(
-    size: int, limit: int, record: int, offset: int | None, ended: bool = True
-) -> DataError:
-    length = f"{size} bytes" if ended else f"already {size} bytes without a newline"
-    return DataError(
-        f"line is {length}, larger than {describe_limit(limit)}; every line must fit in one "
-        f"request",
-        record=record,
-        offset=offset,
-    )

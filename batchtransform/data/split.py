@@ -169,7 +169,7 @@ class _LineSplitter:
             return []
         record = b"".join(self.pending)
         if self.limit is not None and len(record) > self.limit:
-            raise _line_too_long(len(record), self.limit, self.records + 1, self.line_offset)
+            raise line_too_long(len(record), self.limit, self.records + 1, self.line_offset)
         self.records += 1
         return [record]
 
@@ -182,7 +182,7 @@ class _LineSplitter:
         self.pending_size += len(piece)
         size = self.pending_size - piece.endswith(b"\r")
         if self.limit is not None and size > self.limit:
-            raise _line_too_long(size, self.limit, self.records + 1, self.line_offset, ended=False)
+            raise line_too_long(size, self.limit, self.records + 1, self.line_offset, ended=False)
 
     def _check_lines(self, lines: list[bytes], records: list[bytes]) -> None:
         if self.limit is None or not records or max(map(len, records)) <= self.limit:
@@ -193,13 +193,14 @@ class _LineSplitter:
             if record:
                 number += 1
                 if len(record) > self.limit:
-                    raise _line_too_long(len(record), self.limit, number, offset)
+                    raise line_too_long(len(record), self.limit, number, offset)
             offset += len(line) + 1
 
 
-def _line_too_long(
-    size: int, limit: int, record: int, offset: int, ended: bool = True
+def line_too_long(
+    size: int, limit: int, record: int, offset: int | None, ended: bool = True
 ) -> DataError:
+    """The error for a Line record over the payload limit (``ended``: its newline was seen)."""
     length = f"{size} bytes" if ended else f"already {size} bytes without a newline"
     return DataError(
         f"line is {length}, larger than {describe_limit(limit)}; every line must fit in one "

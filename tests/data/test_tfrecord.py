@@ -12,29 +12,11 @@ import struct
 from collections.abc import Iterator
 
 import pytest
+from framings import crc32c, masked_crc, tfrecord_frame
 
 from batchtransform.data import Batch, PipelineSettings, split_records, transform_stream
 from batchtransform.data.tfrecord import masked_crc32c
 from batchtransform.errors import DataError
-
-
-def crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-def masked(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def write_record(data: bytes) -> bytes:
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", masked(length)) + data + struct.pack("<I", masked(data))
 
 
 def chunkings(data: bytes) -> Iterator[list[bytes]]:
@@ -50,29 +32,29 @@ def test_the_reference_crc_is_crc32c():
 
 @pytest.mark.parametrize("data", [b"", b"a", b"123456789", bytes(range(256)) * 40])
 def test_masked_crc_matches_the_reference(data: bytes):
-    assert masked_crc32c(data) == masked(data)
+    assert masked_crc32c(data) == masked_crc(data)
 
 
 RECORDS = [b"", b"x", b"\x0a\x05hello", bytes(range(256)) * 5]
 
 
-@pytest.mark.parametrize("chunks", list(chunkings(b"".join(map(write_record, RECORDS)))))
+@pytest.mark.parametrize("chunks", list(chunkings(b"".join(map(tfrecord_frame, RECORDS)))))
 def test_records_both_forms(chunks: list[bytes]):
     assert list(split_records(chunks, "TFRecord", framed=False)) == RECORDS
-    assert list(split_records(chunks, "TFRecord")) == [write_record(r) for r in RECORDS]
+    assert list(split_records(chunks, "TFRecord")) == [tfrecord_frame(r) for r in RECORDS]
 
 
 def test_limits_apply_to_the_form_sent():
-    record = write_record(b"y" * 10)  # 26 bytes framed
+    record = tfrecord_frame(b"y" * 10)  # 26 bytes framed
     assert list(split_records([record], "TFRecord", 10, framed=False)) == [b"y" * 10]
     assert list(split_records([record], "TFRecord", 26)) == [record]
     with pytest.raises(DataError) as caught:
-        list(split_records([write_record(b"") + record], "TFRecord", 25))
+        list(split_records([tfrecord_frame(b"") + record], "TFRecord", 25))
     assert (caught.value.record, caught.value.offset) == (2, 16)
     assert "record is 26 bytes as sent" in str(caught.value)
 
 
-GOOD = write_record(b"first")  # 21 bytes
+GOOD = tfrecord_frame(b"first")  # 21 bytes
 
 
 def flip(data: bytes, index: int) -> bytes:
@@ -80,13 +62,13 @@ def flip(data: bytes, index: int) -> bytes:
 
 
 CORRUPT = [
-    pytest.param(GOOD + flip(write_record(b"data"), 0), "the length's checksum does not match", id="bad-length"),
-    pytest.param(GOOD + flip(write_record(b"data"), 9), "the length's checksum does not match", id="bad-length-crc"),
-    pytest.param(GOOD + flip(write_record(b"data"), 13), "the data's checksum (at byte offset 37) does not match", id="bad-data"),
-    pytest.param(GOOD + flip(write_record(b"data"), 17), "the data's checksum (at byte offset 37) does not match", id="bad-data-crc"),
-    pytest.param(GOOD + write_record(b"data")[:7], "ends inside a record header (7 of 12 bytes)", id="truncated-header"),
-    pytest.param(GOOD + write_record(b"data")[:14], "announces 4 data bytes, but the file ends inside", id="truncated-data"),
-    pytest.param(GOOD + write_record(b"data")[:-1], "announces 4 data bytes, but the file ends inside", id="truncated-crc"),
+    pytest.param(GOOD + flip(tfrecord_frame(b"data"), 0), "the length's checksum does not match", id="bad-length"),
+    pytest.param(GOOD + flip(tfrecord_frame(b"data"), 9), "the length's checksum does not match", id="bad-length-crc"),
+    pytest.param(GOOD + flip(tfrecord_frame(b"data"), 13), "the data's checksum (at byte offset 37) does not match", id="bad-data"),
+    pytest.param(GOOD + flip(tfrecord_frame(b"data"), 17), "the data's checksum (at byte offset 37) does not match", id="bad-data-crc"),
+    pytest.param(GOOD + tfrecord_frame(b"data")[:7], "ends inside a record header (7 of 12 bytes)", id="truncated-header"),
+    pytest.param(GOOD + tfrecord_frame(b"data")[:14], "announces 4 data bytes, but the file ends inside", id="truncated-data"),
+    pytest.param(GOOD + tfrecord_frame(b"data")[:-1], "announces 4 data bytes, but the file ends inside", id="truncated-crc"),
 ]  # fmt: skip
 
 
@@ -105,14 +87,14 @@ def test_corrupt_framing_names_record_and_byte_offset(data: bytes, message: str,
 
 def test_a_corrupt_length_never_allocates_what_it_claims():
     length = struct.pack("<Q", 2**60)
-    bogus = length + struct.pack("<I", masked(length) ^ 1) + b"tiny"
+    bogus = length + struct.pack("<I", masked_crc(length) ^ 1) + b"tiny"
     with pytest.raises(DataError, match="length's checksum"):
         list(split_records([bogus], "TFRecord"))
 
 
 @pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
 def test_gzip_tfrecord_through_the_pipeline(strategy: str):
-    file = b"".join(map(write_record, RECORDS))
+    file = b"".join(map(tfrecord_frame, RECORDS))
     sent: list[bytes] = []
 
     def echo(batch: Batch) -> bytes:
