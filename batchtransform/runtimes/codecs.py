@@ -35,7 +35,6 @@ from batchtransform.errors import ModelError
 from batchtransform.runtimes.media import (
     ANY_TYPE,
     CSV,
-    DEFAULT_ACCEPT_ENV,
     JSON,
     JSON_LINES,
     NPY,
@@ -45,20 +44,7 @@ from batchtransform.runtimes.media import (
     resolve_accept,
 )
 
-__all__ = [
-    "CSV",
-    "DEFAULT_ACCEPT_ENV",
-    "JSON",
-    "JSON_LINES",
-    "NPY",
-    "SUPPORTED_CONTENT_TYPES",
-    "decode",
-    "decode_csv",
-    "encode",
-    "media_type",
-    "parse_accept",
-    "resolve_accept",
-]
+__all__ = ["decode", "decode_csv", "encode"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 # A body made only of these bytes has no text that pandas and float() could read differently:

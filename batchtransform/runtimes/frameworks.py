@@ -85,7 +85,7 @@ SUBMIT_DIRECTORY_ENV = "SAGEMAKER_SUBMIT_DIRECTORY"
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 LIBSVM_TYPES = ("text/libsvm", "text/x-libsvm")
 _ECR_REGISTRY = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
-_UTF8_TYPES = (codecs.CSV, codecs.JSON)
+_UTF8_TYPES = (media.CSV, media.JSON)
 
 Handlers = dict[str, Callable[..., Any]]
 
@@ -137,8 +137,8 @@ class FrameworkRuntime(PythonRuntime):
         environment = self.context.environment
         self.defaults = self.framework.handlers(user_module, environment)
         accept = self.framework.default_accept(user_module)
-        if accept and not environment.get(codecs.DEFAULT_ACCEPT_ENV):
-            environment = {**environment, codecs.DEFAULT_ACCEPT_ENV: accept}
+        if accept and not environment.get(media.DEFAULT_ACCEPT_ENV):
+            environment = {**environment, media.DEFAULT_ACCEPT_ENV: accept}
             self.context = dataclasses.replace(self.context, environment=environment)
         try:
             super().start()
@@ -205,16 +205,16 @@ def _missing_module(exc: BaseException) -> str | None:
 
 def _containers_decode(body: bytes | str, content_type: str | None) -> Any:
     """``encoders.decode``: a missing Content-Type is JSON there; CSV keeps strings."""
-    kind = codecs.media_type(content_type) if content_type else codecs.JSON
+    kind = media.media_type(content_type) if content_type else media.JSON
     try:
-        if kind == codecs.CSV:
+        if kind == media.CSV:
             rows = list(csv.reader(io.StringIO(_text(body)), strict=True))
             return np.array(rows).squeeze()
-        if kind == codecs.JSON:
+        if kind == media.JSON:
             return np.array(json.loads(body))
     except (ValueError, csv.Error) as exc:
         raise _bad_request(f"cannot decode the {kind} request body", exc) from exc
-    if kind == codecs.NPY:
+    if kind == media.NPY:
         return codecs.decode(body, kind)
     raise _unsupported(content_type, "text/csv, application/json, application/x-npy")
 
@@ -222,15 +222,15 @@ def _containers_decode(body: bytes | str, content_type: str | None) -> Any:
 def _containers_encode(prediction: Any, accept: str) -> tuple[bytes, str]:
     """``encoders.encode`` for the first Accept type we can write: CSV through
     ``csv.writer``; JSON, JSON Lines and NPY as the Python runtime writes them."""
-    for candidate in codecs.parse_accept(accept):
-        if codecs.media_type(candidate) == codecs.CSV:
+    for candidate in media.parse_accept(accept):
+        if media.media_type(candidate) == media.CSV:
             return _array_to_csv(prediction), candidate
-        if candidate == media.ANY_TYPE or codecs.media_type(candidate) in _ENCODED_ELSEWHERE:
+        if candidate == media.ANY_TYPE or media.media_type(candidate) in _ENCODED_ELSEWHERE:
             break
     return codecs.encode(prediction, accept)
 
 
-_ENCODED_ELSEWHERE = frozenset({codecs.JSON, codecs.JSON_LINES, codecs.NPY})
+_ENCODED_ELSEWHERE = frozenset({media.JSON, media.JSON_LINES, media.NPY})
 
 
 def _array_to_csv(prediction: Any) -> bytes:
@@ -256,7 +256,7 @@ def _sklearn_handlers(user_module: bool, environment: Mapping[str, str]) -> Hand
 
 def _sklearn_input(body: bytes | str, content_type: str | None) -> Any:
     array = _containers_decode(body, content_type)
-    kind = codecs.media_type(content_type) if content_type else codecs.JSON
+    kind = media.media_type(content_type) if content_type else media.JSON
     if kind not in _UTF8_TYPES:
         return array
     try:
@@ -335,8 +335,8 @@ def _xgboost_input(body: bytes | str, content_type: str | None) -> Any:
     data = body.encode("utf-8") if isinstance(body, str) else body
     if not data:
         return _NoContent()
-    kind = codecs.media_type(content_type) if content_type else codecs.CSV
-    if kind not in (codecs.CSV, *LIBSVM_TYPES):
+    kind = media.media_type(content_type) if content_type else media.CSV
+    if kind not in (media.CSV, *LIBSVM_TYPES):
         raise _unsupported(content_type, "text/csv, text/libsvm, text/x-libsvm")
     try:
         return _dmatrix(data.strip().decode("utf-8"), kind), kind
@@ -347,8 +347,8 @@ def _xgboost_input(body: bytes | str, content_type: str | None) -> Any:
 
 def _xgboost_user_input(body: bytes | str, content_type: str | None) -> Any:
     """User mode (the container's ``encoder.decode``): the body as a DMatrix."""
-    kind = codecs.media_type(content_type) if content_type else ""
-    if kind not in (codecs.CSV, *LIBSVM_TYPES):
+    kind = media.media_type(content_type) if content_type else ""
+    if kind not in (media.CSV, *LIBSVM_TYPES):
         raise _unsupported(content_type, "text/csv, text/libsvm, text/x-libsvm")
     try:
         return _dmatrix(_text(body), kind)
@@ -358,7 +358,7 @@ def _xgboost_user_input(body: bytes | str, content_type: str | None) -> Any:
 
 def _dmatrix(text: str, kind: str) -> Any:
     xgboost = XGBOOST.require("xgboost")
-    if kind == codecs.CSV:
+    if kind == media.CSV:
         return xgboost.DMatrix(_csv_matrix(text))
     return xgboost.DMatrix(_libsvm_matrix(text))
 
@@ -422,7 +422,7 @@ def _check_features(model: _Boosters, matrix: Any, kind: str) -> None:
             f"Feature size of libsvm inference data {given} is larger than feature size "
             f"of trained model {expected}."
         )
-    if kind == codecs.CSV and given not in (expected, expected + 1):
+    if kind == media.CSV and given not in (expected, expected + 1):
         raise ValueError(
             f"Feature size of csv inference data {given} is not consistent with feature "
             f"size of trained model {expected}."
@@ -433,13 +433,13 @@ def _xgboost_output(prediction: Any, accept: str, batch: bool) -> tuple[bytes, s
     """CSV, one prediction a line in batch (comma-separated otherwise), or JSON."""
     if isinstance(prediction, _NoContent):
         return b"", accept
-    for candidate in codecs.parse_accept(accept):
-        if candidate in (codecs.CSV, "csv"):
+    for candidate in media.parse_accept(accept):
+        if candidate in (media.CSV, "csv"):
             values = [str(value) for value in prediction.tolist()]
             text = "\n".join(values) + "\n" if batch else ",".join(values)
-            return text.encode("utf-8"), codecs.CSV
-        if candidate in (codecs.JSON, "json"):
-            return json.dumps(prediction.tolist()).encode("utf-8"), codecs.JSON
+            return text.encode("utf-8"), media.CSV
+        if candidate in (media.JSON, "json"):
+            return json.dumps(prediction.tolist()).encode("utf-8"), media.JSON
     message = (
         f"Accept {accept!r} is not supported; the XGBoost image writes text/csv or application/json"
     )
@@ -491,7 +491,7 @@ def _pytorch_load(model_dir: str) -> Any:
 def _pytorch_input(body: bytes | str, content_type: str | None) -> Any:
     torch = PYTORCH.require("torch")
     array = codecs.decode(body, content_type)
-    kind = codecs.media_type(content_type) if content_type else ""
+    kind = media.media_type(content_type) if content_type else ""
     tensor = torch.FloatTensor(array) if kind in _UTF8_TYPES else torch.from_numpy(array)
     return tensor.to(_torch_device(torch))
 
@@ -542,7 +542,7 @@ XGBOOST = Framework(
     repositories=frozenset({"sagemaker-xgboost", "xgboost"}),
     short_names=frozenset({"xgboost"}),
     handlers=_xgboost_handlers,
-    default_accept=lambda user_module: None if user_module else codecs.CSV,
+    default_accept=lambda user_module: None if user_module else media.CSV,
 )
 PYTORCH = Framework(
     name="PyTorch",

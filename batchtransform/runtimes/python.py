@@ -42,7 +42,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from batchtransform.errors import ModelError, RuntimeStartError
-from batchtransform.runtimes import codecs
+from batchtransform.runtimes import codecs, media
 from batchtransform.runtimes.base import Runtime, RuntimeContext
 
 __all__ = ["DEFAULT_PROGRAM", "PROGRAM_ENV", "HandlerContext", "PythonRuntime"]
@@ -61,7 +61,7 @@ _SIGNATURES = {
     "output_fn": ("prediction", "accept"),
 }
 _CHAIN = ("input_fn", "predict_fn", "output_fn")
-_TEXT_TYPES = frozenset({codecs.CSV, codecs.JSON})
+_TEXT_TYPES = frozenset({media.CSV, media.JSON})
 _START_TRACEBACK_FRAMES = 5
 
 
@@ -189,7 +189,7 @@ class PythonRuntime(Runtime):
         served = self._served
         if served is None:
             raise ModelError("the Python runtime is not started, or already stopped", status=503)
-        accept = codecs.resolve_accept(accept, served.context.environment)
+        accept = media.resolve_accept(accept, served.context.environment)
         try:
             result = served.transform(payload, content_type, accept)
         except ModelError as exc:
@@ -374,7 +374,7 @@ def _missing_model_fn(program: Path, module_exists: bool) -> str:
 
 def _user_body(payload: bytes, content_type: str | None) -> bytes | str:
     """The body as the toolkit hands it to user handlers: text for CSV and JSON."""
-    if not content_type or codecs.media_type(content_type) not in _TEXT_TYPES:
+    if not content_type or media.media_type(content_type) not in _TEXT_TYPES:
         return payload
     try:
         return payload.decode("utf-8")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from batchtransform.errors import ModelError
-from batchtransform.runtimes import codecs
+from batchtransform.runtimes import codecs, media
 
 RANDOM_ROWS = np.random.default_rng(0).normal(size=(200, 5)) * 1000
 RANDOM_CSV = "\n".join(",".join(repr(float(x)) for x in row) for row in RANDOM_ROWS) + "\n"
@@ -278,9 +278,9 @@ def test_accept_choice(
     monkeypatch: pytest.MonkeyPatch, accept: str | None, default: str | None, expected: str
 ) -> None:
     if default is None:
-        monkeypatch.delenv(codecs.DEFAULT_ACCEPT_ENV, raising=False)
+        monkeypatch.delenv(media.DEFAULT_ACCEPT_ENV, raising=False)
     else:
-        monkeypatch.setenv(codecs.DEFAULT_ACCEPT_ENV, default)
+        monkeypatch.setenv(media.DEFAULT_ACCEPT_ENV, default)
     assert codecs.encode([1], accept)[1] == expected
 
 
@@ -295,20 +295,20 @@ def test_accept_choice(
     ],
 )
 def test_parse_accept(accept: str, expected: list[str]) -> None:
-    assert codecs.parse_accept(accept) == expected
+    assert media.parse_accept(accept) == expected
 
 
 @pytest.mark.parametrize(
     ("accept", "environment", "expected"),
     [
         (None, {}, "application/json"),
-        ("*/*", {codecs.DEFAULT_ACCEPT_ENV: "text/csv"}, "text/csv"),
-        (None, {codecs.DEFAULT_ACCEPT_ENV: "*/*"}, "application/json"),
-        ("text/csv", {codecs.DEFAULT_ACCEPT_ENV: "application/json"}, "text/csv"),
+        ("*/*", {media.DEFAULT_ACCEPT_ENV: "text/csv"}, "text/csv"),
+        (None, {media.DEFAULT_ACCEPT_ENV: "*/*"}, "application/json"),
+        ("text/csv", {media.DEFAULT_ACCEPT_ENV: "application/json"}, "text/csv"),
     ],
 )
 def test_resolve_accept(accept: str | None, environment: dict[str, str], expected: str) -> None:
-    assert codecs.resolve_accept(accept, environment) == expected
+    assert media.resolve_accept(accept, environment) == expected
 
 
 @pytest.mark.parametrize("accept", ["image/png", "text/html, application/xml"])
