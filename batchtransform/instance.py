@@ -90,7 +90,7 @@ class TransformWorker:
         stats = PipelineStats()
         reporter = _Throttled(report, stats)
         try:
-            with objects.atomic_writer(item.output_url) as output:
+            with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
                 chunks = objects.iter_chunks(item.input_url)
                 for chunk in transform_stream(chunks, self.settings, self._invoke, stats):
                     output.write(chunk)

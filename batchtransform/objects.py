@@ -306,7 +306,7 @@ def output_url(output_prefix: str, relative: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_writer(url: str) -> Iterator[BinaryIO]:
+def atomic_writer(url: str, kms_key_id: str | None = None) -> Iterator[BinaryIO]:
     """A binary stream to ``url`` whose object appears only when the block exits normally.
 
     SageMaker uploads an object's output only when every mini-batch of it succeeded, so a
@@ -319,12 +319,15 @@ def atomic_writer(url: str) -> Iterator[BinaryIO]:
     * S3 writes one PUT at the end for outputs under ``S3_PART_SIZE`` and a multipart
       upload above it; failure aborts the upload, which S3 completes only on success.
     * Other stores (``memory://``) buffer in memory and put the object at the end.
+
+    ``kms_key_id`` (TransformOutput.KmsKeyId) encrypts an S3 object with SSE-KMS under that
+    key, as SageMaker does; other stores have no such encryption and ignore it.
     """
     fs, path = _filesystem(url)
     if _is_local(fs):
         writer = _local_writer(url, path)
     elif _is_s3(fs):
-        writer = _s3_writer(fs, url, path)
+        writer = _s3_writer(fs, url, path, kms_key_id)
     else:
         writer = _buffered_writer(fs, url, path)
     with writer as stream:
@@ -364,14 +367,14 @@ def _replace(url: str, temporary: str, path: str) -> None:
 
 
 @contextlib.contextmanager
-def _s3_writer(fs: Any, url: str, path: str) -> Iterator[BinaryIO]:
+def _s3_writer(fs: Any, url: str, path: str, kms_key_id: str | None) -> Iterator[BinaryIO]:
     """s3fs's file, committed by ``close()`` and abandoned by ``discard()``.
 
     The file is not used as a context manager: its ``__exit__`` calls ``close()``, which
     would publish the partial output even when the block raised.
     """
     try:
-        stream = fs.open(path, "wb", block_size=S3_PART_SIZE)
+        stream = fs.open(path, "wb", block_size=S3_PART_SIZE, **_encryption(kms_key_id))
     except _STORE_FAILURES as exc:
         raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
     try:
@@ -380,6 +383,13 @@ def _s3_writer(fs: Any, url: str, path: str) -> Iterator[BinaryIO]:
         _discard(stream, url)
         raise
     _commit(stream, url)
+
+
+def _encryption(kms_key_id: str | None) -> dict[str, str]:
+    """The S3 request parameters of SSE-KMS (s3fs passes them to PUT and multipart calls)."""
+    if not kms_key_id:
+        return {}
+    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
 
 
 def _commit(stream: Any, url: str) -> None:

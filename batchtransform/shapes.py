@@ -165,6 +165,7 @@ class TransformJobSpec:
     output_path: str = ""
     accept: str | None = None
     assemble_with: str = "None"
+    output_kms_key: str | None = None
     instance_type: str = "local"
     instance_count: int = 1
     batch: BatchOptions = BatchOptions()
@@ -209,6 +210,7 @@ class TransformJobSpec:
             output_path=out["S3OutputPath"],
             accept=out.get("Accept"),
             assemble_with=out.get("AssembleWith") or "None",
+            output_kms_key=out.get("KmsKeyId"),
             instance_type=resources["InstanceType"],
             instance_count=resources["InstanceCount"],
             batch=BatchOptions(

@@ -327,3 +327,25 @@ def test_transformer_waits_and_streams_logs(
     attached = Transformer.attach(transformer.latest_transform_job or "", sagemaker_session=session)
     assert attached.describe()["TransformJobStatus"] == "Completed"
     assert attached.max_concurrent_transforms == 4
+
+
+def test_output_kms_key_encrypts_the_outputs(
+    moto_s3: S3Server, s3_env: Callable[[S3Server], S3Server], tmp_path: Path
+) -> None:
+    server = s3_env(moto_s3)
+    bucket = server.make_bucket()
+    client = server.client()
+    client.put_object(Bucket=bucket, Key="in/a.csv", Body=b"1\n2\n")
+    session = Session()
+    make_model(session, tmp_path, ECHO_HANDLER)
+    key = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    request = job_request(
+        input_uri=f"s3://{bucket}/in/",
+        output_path=f"s3://{bucket}/out/",
+        TransformOutput={"KmsKeyId": key},
+    )
+    session.create_transform_job(**request)
+    assert wait_for(session, "job-1")["TransformJobStatus"] == "Completed"
+
+    head = client.head_object(Bucket=bucket, Key="out/a.csv.out")
+    assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key)

@@ -447,6 +447,15 @@ class TestMotoS3(S3Contract):
         server = s3_env(moto_s3)
         return S3Backend(server, new_bucket(server))
 
+    @pytest.mark.parametrize("size", [10, S3_PART_SIZE + MiB], ids=["one PUT", "multipart"])
+    def test_kms_key_encrypts_the_output(self, store: S3Backend, size: int) -> None:
+        key = "arn:aws:kms:us-east-1:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        with atomic_writer(store.url("out/secret.out"), kms_key_id=key) as stream:
+            stream.write(os.urandom(size))
+        head = store.client.head_object(Bucket=store.bucket, Key="out/secret.out")
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"] == key
+
 
 class TestSeaweedS3(S3Contract):
     @pytest.fixture
