@@ -140,7 +140,11 @@ class Service:
                 f'Transform job "{record.arn}" already exists; job names are unique.',
                 code="ResourceInUse",
             )
-        self.launcher(name)
+        try:
+            self.launcher(name)
+        except OSError as exc:  # no process could be started: the job must not hang
+            reason = f"InternalServerError: could not start the job's controller: {exc}"
+            transition(self.store, name, JobStatus.FAILED, failure_reason=reason)
         return {"TransformJobArn": record.arn}
 
     def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -213,3 +213,15 @@ def test_failure_reason_is_cut_to_the_api_limit(service: Service) -> None:
     transition(service.store, "job-1", JobStatus.FAILED, failure_reason="x" * 5000)
     reason = service.call("DescribeTransformJob", {"TransformJobName": "job-1"})["FailureReason"]
     assert len(reason) == 1024 and reason.endswith("...")
+
+
+def test_a_controller_that_cannot_start_fails_the_job() -> None:
+    def no_processes(name: str) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    service = Service(open_store(), launcher=no_processes)
+    service.call("CreateModel", model_request())
+    service.call("CreateTransformJob", job_request())
+    described = service.call("DescribeTransformJob", {"TransformJobName": "job-1"})
+    assert described["TransformJobStatus"] == "Failed"
+    assert "could not start the job's controller" in described["FailureReason"]
