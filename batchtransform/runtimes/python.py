@@ -388,7 +388,7 @@ def _default_predict(data: Any, model: Any) -> Any:
     plain callables, where the toolkit has no default at all."""
     predict = getattr(model, "predict", None)
     if callable(predict):
-        return predict(data)
+        return predict(_as_rows(data, model))
     if callable(model):
         return model(data)
     message = (
@@ -396,6 +396,16 @@ def _default_predict(data: Any, model: Any) -> Any:
         "callable; define predict_fn(data, model) in inference.py"
     )
     raise ModelError(message, status=500, body=message)
+
+
+def _as_rows(data: Any, model: Any) -> Any:
+    """One CSV row decodes to a 1-D array (as genfromtxt gives it), which scikit-learn-style
+    models refuse; with the model's feature count known, a 1-D array is read as its rows."""
+    features = getattr(model, "n_features_in_", None)
+    one_dimensional = getattr(data, "ndim", None) == 1
+    if one_dimensional and isinstance(features, int) and features > 0 and data.size % features == 0:
+        return data.reshape(-1, features)
+    return data
 
 
 def _response_bytes(result: Any) -> bytes:

@@ -475,3 +475,28 @@ def input_fn(input_data, content_type):
     ):
         runtime.invoke(b"\xff\xfe", "text/csv", None)
     assert caught.value.model_status == 400
+
+
+def test_default_predict_reads_a_single_csv_row_as_one_row(tmp_path: Path) -> None:
+    """SingleRecord sends one CSV line; it decodes 1-D, and the default predict still works."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = load_breast_cancer(return_X_y=True)
+    model = LogisticRegression(max_iter=5000).fit(features, labels)
+    folder = tmp_path / "model"
+    (folder / "code").mkdir(parents=True)
+    joblib.dump(model, folder / "model.joblib")
+    (folder / "code" / "inference.py").write_text(
+        "import joblib, os\n\ndef model_fn(d):\n    return joblib.load(os.path.join(d, 'model.joblib'))\n"
+    )
+    runtime = PythonRuntime(RuntimeContext(image="batchtransform/python", model_dir=folder))
+    runtime.start()
+    try:
+        row = ",".join(map(str, features[0])).encode()
+        answer = runtime.invoke(row, "text/csv", "text/csv")
+        assert answer.decode().split() == [str(model.predict(features[:1])[0])]
+        two_rows = row + b"\n" + ",".join(map(str, features[1])).encode()
+        assert len(runtime.invoke(two_rows, "text/csv", "text/csv").decode().split()) == 2
+    finally:
+        runtime.stop()
