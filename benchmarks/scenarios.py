@@ -83,9 +83,7 @@ def job(
     request = _job_request(tag, str(source), output, instances)
     with Sampler(output, lambda: _controller_pid(session, tag)) as sampler:
         session.create_transform_job(**request)
-        description = _wait(session, tag)
-    if description["TransformJobStatus"] != "Completed":
-        raise RuntimeError(f"{name}: {description.get('FailureReason')}")
+        session.wait_for_transform_job(tag, poll=0.05)  # raises unless it completed
     return Result(name, load.rows, load.input_bytes, sampler.result)
 
 
@@ -109,14 +107,6 @@ def _job_request(name: str, source: str, output: Path, instances: int) -> dict[s
 def _controller_pid(session: Session, name: str) -> int | None:
     record = session.service.store.get_job(name)
     return record.controller_pid if record else None
-
-
-def _wait(session: Session, name: str) -> dict[str, Any]:
-    while True:
-        description = session.describe_transform_job(TransformJobName=name)
-        if description["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return description
-        time.sleep(0.05)
 
 
 def process_runtime(load: Workload) -> Result:

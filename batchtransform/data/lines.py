@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from batchtransform.data.batch import Batch
-from batchtransform.data.split import line_too_long
+from batchtransform.data.split import line_records, line_too_long
 
 __all__ = ["line_batches"]
 
@@ -110,7 +110,6 @@ class _LineBatcher:
 
 
 def _normalised(complete: bytes) -> bytes:
-    """Complete lines as Line records each ended by "\\n": "\\r\\n" → "\\n", no empty lines."""
-    records = [line.removesuffix(b"\r") for line in complete.split(b"\n")[:-1]]
-    kept = [record for record in records if record]
+    """Complete lines as Line records each ended by "\\n", by ``split``'s own rules."""
+    kept = line_records(complete.split(b"\n")[:-1])
     return b"\n".join(kept) + b"\n" if kept else b""

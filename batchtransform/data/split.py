@@ -155,7 +155,7 @@ class _LineSplitter:
             carriage_return = b"\r" in chunk or any(b"\r" in piece for piece in self.pending)
             lines[0] = b"".join([*self.pending, lines[0]])
             self.pending, self.pending_size = [], 0
-            records = _records_of(lines, carriage_return)
+            records = line_records(lines, carriage_return)
             self._check_lines(lines, records)
             self.line_offset += sum(map(len, lines)) + len(lines)
             self.records += len(records)
@@ -210,7 +210,7 @@ def line_too_long(
     )
 
 
-def _records_of(lines: list[bytes], carriage_return: bool) -> list[bytes]:
+def line_records(lines: list[bytes], carriage_return: bool = True) -> list[bytes]:
     """The records among complete lines: terminators stripped, empty lines skipped.
 
     Without any "\r" in the lines (the common case) only empty lines need dropping, which

@@ -64,8 +64,8 @@ class LocalExecutor(Executor):
         on_event: Callable[[Event], None],
         should_stop: Callable[[], bool],
     ) -> bool:
-        run = _Run(self, factory, on_event, deque((item, 0) for item in items))
-        run.threads = max(1, (os.cpu_count() or 1) // max(1, instance_count))
+        threads = max(1, (os.cpu_count() or 1) // max(1, instance_count))
+        run = _Run(self, factory, on_event, deque((item, 0) for item in items), threads)
         try:
             for index in range(1, instance_count + 1):
                 run.start_instance(index)
@@ -83,6 +83,7 @@ class _Run:
         factory: WorkerFactory,
         on_event: Callable[[Event], None],
         pending: deque[tuple[Any, int]],
+        threads: int,
     ) -> None:
         self.executor = executor
         self.factory = factory
@@ -90,7 +91,7 @@ class _Run:
         self.pending = pending
         self.instances: dict[int, _Instance] = {}
         self.replacements = executor.max_replacements
-        self.threads = 1  # numeric-library threads per instance
+        self.threads = threads  # numeric-library threads per instance
 
     def start_instance(self, index: int) -> None:
         parent, child = self.executor._context.Pipe()
