@@ -349,3 +349,35 @@ def test_output_kms_key_encrypts_the_outputs(
 
     head = client.head_object(Bucket=bucket, Key="out/a.csv.out")
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key)
+
+
+# The instance leaves without the interpreter's teardown; a model's exit handlers still run.
+EXIT_HANDLER = (
+    ECHO_HANDLER
+    + """
+import atexit
+import os
+
+def model_fn(model_dir):
+    mark = os.environ["EXIT_MARK"]
+    atexit.register(lambda: open(mark, "a").write(f"{os.getpid()}\\n"))
+    return "ok"
+"""
+)
+
+
+def test_an_instance_runs_its_models_exit_handlers(session: Session, tmp_path: Path) -> None:
+    write_inputs(tmp_path / "in", {"a.csv": "1\n", "b.csv": "2\n"})
+    make_model(session, tmp_path, EXIT_HANDLER)
+    mark = tmp_path / "exited"
+    request = job_request(
+        input_uri=str(tmp_path / "in") + "/",
+        output_path=str(tmp_path / "out"),
+        TransformResources={"InstanceCount": 2},
+        Environment={"EXIT_MARK": str(mark)},
+    )
+    session.create_transform_job(**request)
+
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    assert len(set(mark.read_text().split())) == 2, "each instance ran its handler once"

@@ -7,28 +7,7 @@ Plain iterator functions, one stage per module, composed by ``transform_stream``
 MaxPayloadInMB), ``ordered_map`` (MaxConcurrentTransforms, in order) and ``assemble``
 (AssembleWith). Nothing here knows about jobs, storage or runtimes, so each stage can be
 tested on bytes alone.
+
+The package imports nothing itself: the service and the controller use a few of its
+modules (JSONPath, record formats) without paying for the whole data plane and numpy.
 """
-
-from __future__ import annotations
-
-from batchtransform.data.assemble import assemble
-from batchtransform.data.batch import Batch, batch_records
-from batchtransform.data.compression import decompress
-from batchtransform.data.ordered import ordered_map
-from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transform_stream
-from batchtransform.data.processing import RecordProcessing
-from batchtransform.data.split import record_separator, split_records
-
-__all__ = [
-    "Batch",
-    "PipelineSettings",
-    "PipelineStats",
-    "RecordProcessing",
-    "assemble",
-    "batch_records",
-    "decompress",
-    "ordered_map",
-    "record_separator",
-    "split_records",
-    "transform_stream",
-]

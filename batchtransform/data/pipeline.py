@@ -2,6 +2,8 @@
 
 read → decompress → split → [InputFilter] → batch → invoke (concurrently, in order)
 → [split responses per record, join, OutputFilter, inference ids] → assemble → write.
+Everything up to the batch runs on a read-ahead thread, so the next payload is ready (and
+a remote input is being fetched) while the model works on this one.
 
 Every stage is a lazy iterator, so bytes flow through in chunks and memory stays bounded
 by the payload limit times the concurrency, not by the object's size. The bracketed
@@ -27,6 +29,7 @@ from batchtransform.data.processing import (
     filter_inputs,
     process_responses,
 )
+from batchtransform.data.readahead import read_ahead
 from batchtransform.data.split import record_separator, split_blocks, split_records
 
 __all__ = ["PipelineSettings", "PipelineStats", "transform_stream"]
@@ -144,7 +147,7 @@ def _processed_stream(
     if processing.filters_input:
         records = filter_inputs(records, processing)
     batches = _observe(_batches(in_blocks(records), settings), stats.count_batch)
-    answered = ordered_map(_answered(invoke), batches, settings.max_concurrent)
+    answered = ordered_map(_answered(invoke), read_ahead(batches), settings.max_concurrent)
     outputs = process_responses(answered, processing, originals)
     output = _observe(assemble(outputs, settings.assemble_with), stats.count_output)
     return _closing(output, answered)
@@ -158,7 +161,7 @@ def _answers(
 ) -> Generator[bytes, None, None]:
     """Call the model and assemble its responses as they are: no per-record work."""
     batches = _observe(batches, stats.count_batch)
-    responses = ordered_map(invoke, batches, settings.max_concurrent)
+    responses = ordered_map(invoke, read_ahead(batches), settings.max_concurrent)
     output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
     return _closing(output, responses)
 

@@ -133,8 +133,9 @@ class OriginalRecords:
     """The records sent, kept until their results come back, for JoinSource=Input.
 
     The batcher and the concurrent requests read a few batches ahead, so the originals wait
-    in a queue that the output side empties in order, a batch at a time. Both ends run in
-    the thread consuming the pipeline.
+    in a queue that the output side empties in order, a batch at a time. The batcher runs
+    on the read-ahead thread and the output side on the consumer's; a deque's appends and
+    pops are atomic, and a batch is taken only after all its records were appended.
     """
 
     def __init__(self) -> None:

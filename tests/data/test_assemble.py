@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchtransform.data import assemble
+from batchtransform.data.assemble import assemble
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from batchtransform.data import Batch, batch_records
-from batchtransform.data.batch import batch_blocks
+from batchtransform.data.batch import Batch, batch_blocks, batch_records
 from batchtransform.errors import DataError
 
 RECORDS = [b"aa", b"bbb", b"c", b"dddd"]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchtransform.data import decompress
+from batchtransform.data.compression import decompress
 from batchtransform.errors import DataError
 
 TEXT = b"1,2,3\n4,5,6\n" * 50

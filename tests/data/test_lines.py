@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from batchtransform.data import batch_records, split_records
+from batchtransform.data.batch import batch_records
 from batchtransform.data.lines import line_batches
+from batchtransform.data.split import split_records
 from batchtransform.errors import DataError
 
 LINE_PIECES = [b"a", b"bb", b"1,2,3", b"x" * 40, b"", b"\r", b"tail\r", b" "]
@@ -69,6 +70,9 @@ CASES = [
     ("final line keeps its \\r", b"a\nb\r", 100, [(b"a\nb\r", 1, 2)]),
     ("empty stream", b"", 10, []),
     ("only blank lines", b"\n\r\n\n", 10, []),
+    ("blank line at an even offset", b"ab\n\ncd\n", 100, [(b"ab\ncd", 1, 2)]),
+    ("blank line at an odd offset", b"a\n\nbc\n", 100, [(b"a\nbc", 1, 2)]),
+    ("blank first line", b"\nab\n", 100, [(b"ab", 1, 1)]),
 ]
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchtransform.data import ordered_map
+from batchtransform.data.ordered import ordered_map
 
 
 class Source:

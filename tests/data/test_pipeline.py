@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchtransform.data import Batch, PipelineSettings, PipelineStats, transform_stream
+from batchtransform.data.batch import Batch
+from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transform_stream
 from batchtransform.errors import DataError, ModelError
 
 CSV = b"a,1\r\nb,2\r\n\r\nc,3\r\nd,4"

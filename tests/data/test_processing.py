@@ -8,8 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
-from batchtransform.data import Batch, PipelineSettings, RecordProcessing, transform_stream
-from batchtransform.data.processing import format_csv_row, parse_csv_row, split_response
+from batchtransform.data.batch import Batch
+from batchtransform.data.pipeline import PipelineSettings, transform_stream
+from batchtransform.data.processing import (
+    RecordProcessing,
+    format_csv_row,
+    parse_csv_row,
+    split_response,
+)
 from batchtransform.errors import DataError
 
 CSV_TYPES = {"content_type": "text/csv", "accept": "text/csv"}

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchtransform.data import Batch, PipelineSettings, split_records, transform_stream
+from batchtransform.data.batch import Batch
+from batchtransform.data.pipeline import PipelineSettings, transform_stream
+from batchtransform.data.split import split_records
 from batchtransform.errors import DataError
 
 MAGIC = struct.pack("<I", 0xCED7230A)

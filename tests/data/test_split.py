@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from batchtransform.data import record_separator, split_records
+from batchtransform.data.split import record_separator, split_records
 from batchtransform.errors import DataError
 
 MIB = 1024 * 1024

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 import pytest
 from framings import crc32c, masked_crc, tfrecord_frame
 
-from batchtransform.data import Batch, PipelineSettings, split_records, transform_stream
+from batchtransform.data.batch import Batch
+from batchtransform.data.pipeline import PipelineSettings, transform_stream
+from batchtransform.data.split import split_records
 from batchtransform.data.tfrecord import masked_crc32c
 from batchtransform.errors import DataError
 

@@ -1,0 +1,199 @@
+"""What one instance does: start the model once, then transform work items one by one.
+
+``TransformWorker`` is what an ``instance.InstanceFactory`` builds in each instance. It
+fetches the model into its own model folder, starts the runtime, resolves the batching
+knobs (request, then the model's execution parameters, then defaults) and for each item
+streams input → records → mini-batches → model → output, committing the output only when
+every batch succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from batchtransform import config, logs, objects
+from batchtransform.data.batch import Batch
+from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transform_stream
+from batchtransform.errors import BatchTransformError, ModelError, RuntimeStartError
+from batchtransform.executors.base import Report
+from batchtransform.instance import ItemResult
+from batchtransform.model_data import fetch_model
+from batchtransform.plan import WorkItem
+from batchtransform.runtimes import Runtime, RuntimeContext, create_runtime
+from batchtransform.runtimes.base import DEFAULT_STARTUP_TIMEOUT, STARTUP_TIMEOUT_ENV
+from batchtransform.runtimes.serial import SerialRuntime
+from batchtransform.shapes import BatchOptions, ModelSpec, TransformJobSpec, normalize_strategy
+
+MIB = 1024 * 1024
+_PROGRESS_EVERY_SECONDS = 0.5
+_RETRY_BACKOFF_SECONDS = (0.1, 0.5, 2.0)
+
+
+class TransformWorker:
+    """One instance's worker (the executor's ``Worker``)."""
+
+    def __init__(self, job: TransformJobSpec, model: ModelSpec, index: int) -> None:
+        self.job, self.model, self.index = job, model, index
+        stream = logs.stream_name(index)
+        folder = logs.logs_dir(job.name)
+        self.data_log = logs.DataLog(folder / f"{stream}{logs.DATA_LOG_SUFFIX}")
+        self.model_log: TextIO = logs.redirect_output(folder / f"{stream}{logs.MODEL_LOG_SUFFIX}")
+        self.runtime: Runtime | None = None
+        self.settings = PipelineSettings()
+
+    def start(self) -> None:
+        try:
+            self.runtime = self._start_runtime()
+            resolved = self._resolve_batching(self.runtime)
+        except BaseException as exc:
+            self.data_log.write(f"Instance failed to start: {exc}")
+            traceback.print_exc(file=self.model_log)
+            raise
+        self.data_log.write(resolved.describe())
+        self.settings = PipelineSettings(
+            compression=self.job.compression,
+            split_type=self.job.split_type,
+            batch_strategy=resolved.strategy or "MultiRecord",
+            max_payload_bytes=(resolved.max_payload_mb or 0) * MIB,
+            max_concurrent=resolved.max_concurrent or 1,
+            assemble_with=self.job.assemble_with,
+            processing=self.job.record_processing(),
+        )
+
+    def process(self, item: WorkItem, report: Report) -> ItemResult:
+        stats = PipelineStats()
+        reporter = _Throttled(report, stats)
+        try:
+            with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
+                chunks = objects.iter_chunks(item.input_url)
+                for chunk in transform_stream(chunks, self.settings, self._invoke, stats):
+                    output.write(chunk)
+                    reporter.maybe_send()
+        except BatchTransformError as exc:
+            return self._failed(item, stats, str(exc))
+        except FileNotFoundError as exc:
+            return self._failed(item, stats, f"the input object was not found: {exc}")
+        except Exception as exc:  # an unexpected bug must fail the item, not the instance
+            traceback.print_exc(file=self.model_log)
+            return self._failed(item, stats, f"InternalServerError: {type(exc).__name__}: {exc}")
+        return ItemResult(True, None, **_counters(stats))
+
+    def stop(self) -> None:
+        if self.runtime is not None:
+            self.runtime.stop()
+            self.runtime = None
+        self.data_log.close()
+
+    def _start_runtime(self) -> Runtime:
+        """One runtime per container; the containers of a pipeline run in series."""
+        count = len(self.model.containers)
+        runtimes = [create_runtime(self._container_context(n)) for n in range(count)]
+        runtime = runtimes[0] if count == 1 else SerialRuntime(runtimes)
+        runtime.start()
+        return runtime
+
+    def _container_context(self, number: int) -> RuntimeContext:
+        """Container ``number``'s model, fetched into a folder of its own, and its settings."""
+        container = self.model.containers[number]
+        pipeline = len(self.model.containers) > 1
+        instance_dir = config.job_dir(self.job.name) / f"instance-{self.index}"
+        model_dir = (
+            instance_dir / f"container-{number + 1}" if pipeline else instance_dir
+        ) / "model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        if container.model_data_url:
+            try:
+                fetch_model(container.model_data_url, model_dir)
+            except Exception as exc:
+                raise RuntimeStartError(
+                    f"ClientError: could not fetch ModelDataUrl {container.model_data_url}: {exc}"
+                ) from exc
+        name = (container.hostname or f"container-{number + 1}") if pipeline else ""
+        self.model_log.write(
+            f"Container {number + 1} of {len(self.model.containers)}: {container.image}\n"
+        )
+        return RuntimeContext(
+            image=container.image,
+            model_dir=Path(model_dir),
+            environment=self.job.container_environment(container),
+            log=self.model_log,
+            invocation_timeout=float(self.job.invocation_timeout),
+            startup_timeout=_startup_timeout(),
+            name=name,
+        )
+
+    def _resolve_batching(self, runtime: Runtime) -> BatchOptions:
+        params = runtime.execution_parameters()
+        from_model = None
+        if params is not None:
+            from_model = BatchOptions(
+                strategy=normalize_strategy(params.batch_strategy),
+                max_payload_mb=params.max_payload_in_mb,
+                max_concurrent=params.max_concurrent_transforms,
+            )
+        return self.job.batch.resolve(from_model)
+
+    def _invoke(self, batch: Batch) -> bytes:
+        """One mini-batch through the model, retried as ModelClientConfig says."""
+        assert self.runtime is not None
+        attempts = self.job.invocation_retries + 1
+        for attempt in range(attempts):
+            try:
+                return self.runtime.invoke(batch.payload, self.job.content_type, self.job.accept)
+            except ModelError as exc:
+                if not exc.retryable or attempt + 1 == attempts:
+                    raise _located(exc, batch, attempt + 1) from exc
+                time.sleep(_RETRY_BACKOFF_SECONDS[min(attempt, len(_RETRY_BACKOFF_SECONDS) - 1)])
+        raise AssertionError("unreachable")
+
+    def _failed(self, item: WorkItem, stats: PipelineStats, reason: str) -> ItemResult:
+        self.data_log.write(f"{item.display}: {reason}")
+        return ItemResult(False, f"{item.display}: {reason}", **_counters(stats))
+
+
+def _startup_timeout() -> float:
+    """How long a model server may take to become healthy: the default, or the environment's
+    BATCHTRANSFORM_STARTUP_TIMEOUT (seconds)."""
+    value = os.environ.get(STARTUP_TIMEOUT_ENV)
+    if not value:
+        return DEFAULT_STARTUP_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise RuntimeStartError(f"{STARTUP_TIMEOUT_ENV}={value!r} is not a number of seconds")
+    return seconds
+
+
+def _located(exc: ModelError, batch: Batch, attempts: int) -> ModelError:
+    """The same model error, saying which records it concerns and how often it was tried."""
+    last = batch.first_record + batch.count - 1
+    records = f"record {last}" if batch.count == 1 else f"records {batch.first_record}-{last}"
+    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+    return ModelError(
+        f"{exc.message} ({records}, after {tries})", status=exc.model_status, body=exc.body
+    )
+
+
+def _counters(stats: PipelineStats) -> dict[str, int]:
+    return {k: v for k, v in asdict(stats).items() if k in ItemResult.__dataclass_fields__}
+
+
+class _Throttled:
+    """Sends the live counters to the controller at most every half second."""
+
+    def __init__(self, report: Report, stats: PipelineStats) -> None:
+        self.report, self.stats = report, stats
+        self.last = time.monotonic()
+
+    def maybe_send(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= _PROGRESS_EVERY_SECONDS:
+            self.last = now
+            self.report(_counters(self.stats))
