@@ -219,13 +219,13 @@ def run_job(job_name: str, executor: Executor | None = None, store: Store | None
     JobRun(store, record, executor or LocalExecutor()).run()
 
 
-def launch_detached(job_name: str) -> None:
+def launch_detached(job_name: str) -> int:
     """Start the job's controller in a process of its own that outlives this one.
 
-    Returns as soon as the process exists. It runs in its own session, so the caller's
-    terminal signals do not reach it; a daemon thread waits for it, so that a long-running
-    caller (the HTTP server) never collects zombies. The program is given with ``-c`` so
-    that the instances it spawns do not re-import it as their main module.
+    Returns its process id as soon as the process exists. It runs in its own session, so
+    the caller's terminal signals do not reach it; a daemon thread waits for it, so that a
+    long-running caller (the HTTP server) never collects zombies. The program is given
+    with ``-c`` so that the instances it spawns do not re-import it as their main module.
     """
     log = (config.job_dir(job_name) / "controller.log").open("ab")
     env = {**os.environ, "BATCHTRANSFORM_HOME": str(config.home())}
@@ -240,6 +240,7 @@ def launch_detached(job_name: str) -> None:
             start_new_session=True,
         )
     threading.Thread(target=process.wait, name=f"reap-{job_name}", daemon=True).start()
+    return process.pid
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,9 +8,11 @@ factories and read results, and never loads the data plane, the runtimes or nump
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from batchtransform.executors.base import THREAD_VARIABLES
 from batchtransform.shapes import ModelSpec, TransformJobSpec
 
 if TYPE_CHECKING:
@@ -37,6 +39,20 @@ class InstanceFactory:
     model: ModelSpec
 
     def __call__(self, index: int) -> TransformWorker:
+        self._apply_thread_settings()
         from batchtransform.worker import TransformWorker  # in the instance only: see above
 
         return TransformWorker(self.job, self.model, index)
+
+    def _apply_thread_settings(self) -> None:
+        """The job's own OMP_NUM_THREADS and the like, set before any numeric library loads.
+
+        Those libraries size their thread pools once, when they load, and the worker's own
+        imports load numpy before the runtime applies the rest of the container's
+        environment; without this, a thread count in the job's or the model's Environment
+        would silently lose to the executor's default.
+        """
+        environment = self.job.container_environment(self.model.containers[0])
+        for name in THREAD_VARIABLES:
+            if name in environment:
+                os.environ[name] = environment[name]

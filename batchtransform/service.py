@@ -24,7 +24,8 @@ from batchtransform.validation import validate_request
 
 __all__ = ["OPERATIONS", "Service"]
 
-Launcher = Callable[[str], None]
+# Starts a job's controller; returns its process id when it runs in a process of its own.
+Launcher = Callable[[str], int | None]
 
 OPERATIONS = (
     "CreateModel",
@@ -66,8 +67,10 @@ class Service:
     """Model and transform-job operations over one store.
 
     ``launcher`` starts the controller of a new job; the default runs it in a detached
-    process so that the job outlives the caller. Tests and debugging may pass
-    ``controller.run_job`` to run it synchronously in this process.
+    process so that the job outlives the caller, and its process id is recorded at once, so
+    a controller that dies before it reports in (a broken environment) still ends its job.
+    Tests and debugging may pass ``controller.run_job`` to run it synchronously in this
+    process.
     """
 
     def __init__(self, store: Store | None = None, launcher: Launcher | None = None) -> None:
@@ -141,10 +144,13 @@ class Service:
                 code="ResourceInUse",
             )
         try:
-            self.launcher(name)
+            pid = self.launcher(name)
         except OSError as exc:  # no process could be started: the job must not hang
             reason = f"InternalServerError: could not start the job's controller: {exc}"
             transition(self.store, name, JobStatus.FAILED, failure_reason=reason)
+        else:
+            if pid is not None:
+                self.store.update_job(name, controller_pid=pid)
         return {"TransformJobArn": record.arn}
 
     def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -323,7 +329,7 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def _launch_detached(job_name: str) -> None:
+def _launch_detached(job_name: str) -> int:
     from batchtransform.controller import launch_detached
 
-    launch_detached(job_name)
+    return launch_detached(job_name)

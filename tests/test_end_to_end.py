@@ -381,3 +381,33 @@ def test_an_instance_runs_its_models_exit_handlers(session: Session, tmp_path: P
     description = wait_for(session, "job-1")
     assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
     assert len(set(mark.read_text().split())) == 2, "each instance ran its handler once"
+
+
+# Reports the size of numpy's BLAS thread pool, fixed when numpy loaded in the instance.
+THREADS_HANDLER = """
+def model_fn(model_dir):
+    return "ok"
+
+def transform_fn(model, body, content_type, accept):
+    from threadpoolctl import threadpool_info
+
+    pools = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    return f"{pools}\\n"
+"""
+
+
+def test_thread_counts_in_the_job_environment_reach_the_numeric_libraries(
+    session: Session, tmp_path: Path
+) -> None:
+    # Without the job's setting, one instance gets every core (two or more on a test machine).
+    write_inputs(tmp_path / "in", {"a.csv": "1\n"})
+    make_model(session, tmp_path, THREADS_HANDLER)
+    single = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    request = job_request(
+        input_uri=str(tmp_path / "in") + "/", output_path=str(tmp_path / "out"), Environment=single
+    )
+    session.create_transform_job(**request)
+
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    assert (tmp_path / "out" / "a.csv.out").read_text() == "[1]\n"

@@ -225,3 +225,15 @@ def test_a_controller_that_cannot_start_fails_the_job() -> None:
     described = service.call("DescribeTransformJob", {"TransformJobName": "job-1"})
     assert described["TransformJobStatus"] == "Failed"
     assert "could not start the job's controller" in described["FailureReason"]
+
+
+def test_a_controller_that_dies_before_reporting_in_fails_the_job() -> None:
+    def crashing(name: str) -> int:
+        return dead_pid()  # as a controller whose imports fail, before it records itself
+
+    service = Service(open_store(), launcher=crashing)
+    service.call("CreateModel", model_request())
+    service.call("CreateTransformJob", job_request())
+    described = service.call("DescribeTransformJob", {"TransformJobName": "job-1"})
+    assert described["TransformJobStatus"] == "Failed"
+    assert "controller process exited unexpectedly" in described["FailureReason"]

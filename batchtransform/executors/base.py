@@ -17,6 +17,10 @@ from typing import Any, Protocol
 
 Report = Callable[[dict[str, Any]], None]
 
+# The thread pools of numeric libraries (OpenMP, OpenBLAS, MKL), sized once, when the
+# library loads. An executor sets them for the instances that share a machine's cores.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
 
 class Worker(Protocol):
     """What runs inside one instance: started once, given items one at a time, stopped once."""

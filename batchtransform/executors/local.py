@@ -25,12 +25,15 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from batchtransform.errors import BatchTransformError
-from batchtransform.executors.base import Event, EventKind, Executor, WorkerFactory
+from batchtransform.executors.base import (
+    THREAD_VARIABLES,
+    Event,
+    EventKind,
+    Executor,
+    WorkerFactory,
+)
 
 _POLL_SECONDS = 0.25
-# Thread pools of numeric libraries, sized when they load: instances on one machine share
-# its cores, so each gets its part unless the variable is set already.
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _MAX_ATTEMPTS = 2  # an item whose instance dies is tried once more elsewhere
 
 
@@ -206,7 +209,7 @@ def _exit_reason(exitcode: int | None) -> str:
 
 def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads: int) -> None:
     """The instance's whole life: build and start the worker, then serve items until told."""
-    for name in _THREAD_VARIABLES:  # before the worker loads any numeric library
+    for name in THREAD_VARIABLES:  # instances share the cores, unless told otherwise
         os.environ.setdefault(name, str(threads))
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _exit_with_parent()

@@ -36,7 +36,10 @@ PING_TIMEOUT = 2.0  # per /ping attempt, as SageMaker's health check
 EXECUTION_PARAMETERS_TIMEOUT = 10.0
 KEEPALIVE_CONNECTIONS = 128
 BODY_START_CHARS = 500
-_PING_INTERVAL = 0.1
+# Pings start 10 ms apart and back off to 100 ms: a server that is up in a second is seen
+# within a few ms of it, and a slow one is not polled more than ten times a second.
+_PING_FIRST_INTERVAL = 0.01
+_PING_MAX_INTERVAL = 0.1
 _STRATEGIES = {"multirecord": "MultiRecord", "singlerecord": "SingleRecord"}
 _INTEGER_FIELDS = {
     "MaxConcurrentTransforms": "max_concurrent_transforms",
@@ -88,11 +91,13 @@ class ModelServerClient:
         """
         deadline = time.monotonic() + timeout
         problem: str | None = "no answer yet"
+        interval = _PING_FIRST_INTERVAL
         while running():
             problem = self.ping()
             if problem is None or time.monotonic() >= deadline:
                 return problem
-            time.sleep(_PING_INTERVAL)
+            time.sleep(interval)
+            interval = min(interval * 1.5, _PING_MAX_INTERVAL)
         return problem
 
     def execution_parameters(self) -> ExecutionParameters | None:
