@@ -10,13 +10,17 @@ happened.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import functools
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,8 +65,10 @@ class Progress:
 class JobRun:
     """One run of one job; ``run`` returns once the job has reached a final status."""
 
-    def __init__(self, store: Store, record: JobRecord, executor: Executor) -> None:
-        self.store, self.record, self.executor = store, record, executor
+    def __init__(
+        self, open_store: Callable[[], Store], record: JobRecord, executor: Executor
+    ) -> None:
+        self._open_store, self.record, self.executor = open_store, record, executor
         self.job = TransformJobSpec.from_request(record.request, record.creation_time)
         self.model = ModelSpec.from_request(record.model)
         self.progress = Progress()
@@ -70,6 +76,12 @@ class JobRun:
         self.completed: list[WorkItem] = []  # items whose output was written
         self._last_poll = self._last_save = 0.0
         self._stopping = False
+
+    @functools.cached_property
+    def store(self) -> Store:
+        """Opened at first use, which is after the instances were started when the record
+        was handed over, so that loading the database layer overlaps their start."""
+        return self._open_store()
 
     def run(self) -> None:
         try:
@@ -102,7 +114,6 @@ class JobRun:
             return []
         items = plan_items(found, self.job.output_path)
         self.progress.objects_total = len(items)
-        self._save(force=True)
         return items
 
     def _list_inputs(self) -> list[ObjectInfo]:
@@ -159,9 +170,12 @@ class JobRun:
         self.progress.reasons.append(reason)
 
     def _should_stop(self) -> bool:
+        """Whether a stop was asked for; each status poll also saves the progress, so the
+        plan (ObjectsTotal) shows as soon as the instances are starting."""
         now = time.monotonic()
         if not self._stopping and now - self._last_poll >= _STATUS_POLL_SECONDS:
             self._last_poll = now
+            self._save()
             current = self.store.get_job(self.record.name)
             self._stopping = current is None or current.status == JobStatus.STOPPING.value
         return self._stopping
@@ -204,8 +218,25 @@ def _with(record: JobRecord, **changes: Any) -> JobRecord:
     return JobRecord(**{**vars(record), **changes})
 
 
-def run_job(job_name: str, executor: Executor | None = None, store: Store | None = None) -> None:
-    """Run job ``job_name`` to its end in this process (the controller's body)."""
+def run_job(
+    job_name: str,
+    executor: Executor | None = None,
+    store: Store | None = None,
+    handed_over: JobRecord | None = None,
+) -> None:
+    """Run job ``job_name`` to its end in this process (the controller's body).
+
+    ``handed_over`` is the job's record as its creator stored it, when the creator passes
+    it along (``launch_detached`` does): the instances then start before the store is even
+    opened. Otherwise the record is read from the store first.
+    """
+    if handed_over is not None:
+
+        def opener() -> Store:
+            return store if store is not None else open_store()
+
+        JobRun(opener, handed_over, executor or LocalExecutor()).run()
+        return
     store = store or open_store()
     record = store.get_job(job_name)
     if record is None:
@@ -216,38 +247,51 @@ def run_job(job_name: str, executor: Executor | None = None, store: Store | None
     if record.status == JobStatus.STOPPING.value:
         transition(store, job_name, JobStatus.STOPPED)
         return
-    JobRun(store, record, executor or LocalExecutor()).run()
+    opened = store
+    JobRun(lambda: opened, record, executor or LocalExecutor()).run()
 
 
-def launch_detached(job_name: str) -> int:
+def launch_detached(record: JobRecord) -> int:
     """Start the job's controller in a process of its own that outlives this one.
 
-    Returns its process id as soon as the process exists. It runs in its own session, so
-    the caller's terminal signals do not reach it; a daemon thread waits for it, so that a
-    long-running caller (the HTTP server) never collects zombies. The program is given
-    with ``-c`` so that the instances it spawns do not re-import it as their main module.
+    Returns its process id as soon as the process exists. The record goes to the
+    controller on its standard input, so that it can start the instances before it loads
+    the database layer. It runs in its own session, so the caller's terminal signals do not
+    reach it; a daemon thread waits for it, so that a long-running caller (the HTTP server)
+    never collects zombies. The program is given with ``-c`` so that the instances it
+    spawns do not re-import it as their main module.
     """
-    log = (config.job_dir(job_name) / "controller.log").open("ab")
+    log = (config.job_dir(record.name) / "controller.log").open("ab")
     env = {**os.environ, "BATCHTRANSFORM_HOME": str(config.home())}
     program = "import sys; from batchtransform.controller import main; main(sys.argv[1:])"
     with log:
         process = subprocess.Popen(
-            [sys.executable, "-c", program, job_name],
-            stdin=subprocess.DEVNULL,
+            [sys.executable, "-c", program, record.name, "--record-on-stdin"],
+            stdin=subprocess.PIPE,
             stdout=log,
             stderr=log,
             env=env,
             start_new_session=True,
         )
-    threading.Thread(target=process.wait, name=f"reap-{job_name}", daemon=True).start()
+    assert process.stdin is not None
+    # A broken pipe means the controller died already: the service sees that by its pid.
+    with process.stdin, contextlib.suppress(BrokenPipeError):
+        process.stdin.write(json.dumps(dataclasses.asdict(record)).encode())
+    threading.Thread(target=process.wait, name=f"reap-{record.name}", daemon=True).start()
     return process.pid
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m batchtransform.controller")
     parser.add_argument("job_name", help="the transform job to run to its end")
+    parser.add_argument(
+        "--record-on-stdin",
+        action="store_true",
+        help="read the job's record from standard input instead of the store",
+    )
     args = parser.parse_args(argv)
-    run_job(args.job_name)
+    handed_over = JobRecord(**json.load(sys.stdin)) if args.record_on_stdin else None
+    run_job(args.job_name, handed_over=handed_over)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ from batchtransform.validation import validate_request
 
 __all__ = ["OPERATIONS", "Service"]
 
-# Starts a job's controller; returns its process id when it runs in a process of its own.
-Launcher = Callable[[str], int | None]
+# Starts a new job's controller, given the job's record; returns the controller's process
+# id when it runs in a process of its own.
+Launcher = Callable[[JobRecord], int | None]
 
 OPERATIONS = (
     "CreateModel",
@@ -69,7 +70,7 @@ class Service:
     ``launcher`` starts the controller of a new job; the default runs it in a detached
     process so that the job outlives the caller, and its process id is recorded at once, so
     a controller that dies before it reports in (a broken environment) still ends its job.
-    Tests and debugging may pass ``controller.run_job`` to run it synchronously in this
+    Tests and debugging may pass a function that runs ``controller.run_job`` in this
     process.
     """
 
@@ -144,7 +145,7 @@ class Service:
                 code="ResourceInUse",
             )
         try:
-            pid = self.launcher(name)
+            pid = self.launcher(record)
         except OSError as exc:  # no process could be started: the job must not hang
             reason = f"InternalServerError: could not start the job's controller: {exc}"
             transition(self.store, name, JobStatus.FAILED, failure_reason=reason)
@@ -329,7 +330,7 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
-def _launch_detached(job_name: str) -> int:
+def _launch_detached(record: JobRecord) -> int:
     from batchtransform.controller import launch_detached
 
-    return launch_detached(job_name)
+    return launch_detached(record)

@@ -50,6 +50,7 @@ def run_all(load: Workload) -> list[Result]:
             load, "(b) batchtransform, 1 instance, one file", load.single, load.model_archive
         )
     )
+    results.append(scenarios.one_thread(load))
     results.append(
         scenarios.job(
             load,
@@ -64,6 +65,38 @@ def run_all(load: Workload) -> list[Result]:
     results.append(scenarios.ray_data(load))
     results.append(scenarios.start_latency(load))
     return results
+
+
+# The goals, each as (what, the scenarios of its ratio, how it is judged, the bound).
+TARGETS = [
+    ("(b) / (a)", "(b)", "(a)", 0.9),
+    ("(c) / (b)", "(c)", "(b)", 1.7),
+    ("(d) / (a)", "(d)", "(a)", 0.7),
+    ("(e) identity job / raw read", "(e) identity model", "(e) raw read", 0.5),
+    ("(e) identity pipeline alone / raw read", "(e) identity, the pipeline", "(e) raw read", 0.5),
+]
+
+
+def targets(results: list[Result]) -> str:
+    """Each target with the value measured in this run; throughput ratios use rows/s."""
+
+    def find(prefix: str) -> Result | None:
+        return next((r for r in results if r.name.startswith(prefix) and r.measurement), None)
+
+    lines = ["| target | goal | measured | met |", "|---|---:|---:|---|"]
+    for label, top, bottom, goal in TARGETS:
+        upper, lower = find(top), find(bottom)
+        if upper is None or lower is None or not lower.rows_per_second:
+            continue
+        value = upper.rows_per_second / lower.rows_per_second
+        lines.append(f"| {label} | ≥ {goal:g} | {value:.2f} | {'yes' if value >= goal else 'no'} |")
+    start = find("start latency")
+    if start is not None and start.measurement and start.measurement.first_byte_seconds:
+        seconds = start.measurement.first_byte_seconds
+        lines.append(
+            f"| start latency | < 2 s | {seconds:.2f} s | {'yes' if seconds < 2 else 'no'} |"
+        )
+    return "\n".join(lines)
 
 
 def table(results: list[Result]) -> str:
@@ -113,7 +146,7 @@ def main() -> None:
     text = (
         f"# Benchmark results\n\n{time.strftime('%Y-%m-%d')}, {rows:,} rows x {data.FEATURES} "
         f"float features ({size / 1e6:.0f} MB of CSV).\n\n{environment()}\n\n"
-        f"{table(results)}\n"
+        f"{table(results)}\n\n{targets(results)}\n"
     )
     args.out.write_text(text)
     print(text)

@@ -1,8 +1,9 @@
 """The scenarios, each measured on the same data in the same run.
 
 (a) direct pandas + model, the baseline every ratio refers to; (b) batchtransform, one
-instance; (c) two instances over several files; (d) through the process runtime, when it
-exists; (e) an identity model against reading the bytes raw; (f) Ray Data, when installed.
+instance, and the same with one numeric thread; (c) two instances over several files; (d)
+through the process runtime; (e) an identity model, as a job and as the pipeline alone,
+against reading (and copying) the bytes raw; (f) Ray Data, when installed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from typing import Any
 
 from batchtransform import Session
 from benchmarks import model_server
-from benchmarks.measure import Measurement, Sampler, raw_read_seconds, run_program
+from benchmarks.measure import (
+    Measurement,
+    Sampler,
+    raw_copy_seconds,
+    raw_read_seconds,
+    run_program,
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ def job(
     archive: Path,
     instances: int = 1,
     image: str = "batchtransform/python",
+    environment: dict[str, str] | None = None,
 ) -> Result:
     """A real job on the embedded default (detached controller, instance processes)."""
     session = Session()
@@ -81,6 +89,8 @@ def job(
     source = inputs[0].parent / "" if len(inputs) > 1 else inputs[0]
     output = load.work / f"out-{tag}"
     request = _job_request(tag, str(source), output, instances)
+    if environment:
+        request["Environment"] = environment
     with Sampler(output, lambda: _controller_pid(session, tag)) as sampler:
         session.create_transform_job(**request)
         session.wait_for_transform_job(tag, poll=0.05)  # raises unless it completed
@@ -116,10 +126,53 @@ def process_runtime(load: Workload) -> Result:
     return job(load, name, load.single, load.model_archive, image=f"process://{launcher}")
 
 
-def identity_and_raw(load: Workload) -> tuple[Result, Result]:
-    raw = Measurement(seconds=raw_read_seconds(load.files))
-    identity = job(load, "(e) identity model, 1 instance", load.single, load.identity_archive)
-    return identity, Result("(e) raw read of the same bytes", load.rows, load.input_bytes, raw)
+def one_thread(load: Workload) -> Result:
+    """(b) with one numeric thread, set in the job's Environment as a user would set it."""
+    single = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    name = "(b1) as (b), OMP_NUM_THREADS=1 in the job's Environment"
+    return job(load, name, load.single, load.model_archive, environment=single)
+
+
+def identity_and_raw(load: Workload) -> list[Result]:
+    """The identity model as a job and as the pipeline alone, and the raw read and copy."""
+    raw = Measurement(seconds=raw_read_seconds(load.single))
+    copy = Measurement(seconds=raw_copy_seconds(load.single, load.work / "raw-copy"))
+    return [
+        job(load, "(e) identity model, 1 instance", load.single, load.identity_archive),
+        identity_pipeline(load),
+        Result("(e) raw read of the same bytes", load.rows, load.input_bytes, raw),
+        Result("(e) raw copy (read + write)", load.rows, load.input_bytes, copy),
+    ]
+
+
+def identity_pipeline(load: Workload) -> Result:
+    """The identity job's pipeline run in this process: read, cut batches, call the handler
+    through the python runtime, assemble, write; no process or model start."""
+    from batchtransform import objects
+    from batchtransform.data.pipeline import PipelineSettings, transform_stream
+    from batchtransform.runtimes import RuntimeContext, create_runtime
+
+    model_dir = load.identity_archive.parent / "staging"
+    runtime = create_runtime(RuntimeContext(image="batchtransform/python", model_dir=model_dir))
+    runtime.start()
+    settings = PipelineSettings(
+        split_type="Line",
+        batch_strategy="MultiRecord",
+        max_payload_bytes=6 << 20,
+        assemble_with="Line",
+    )
+    source = str(load.single[0])
+    started = time.perf_counter()
+    with objects.atomic_writer(str(load.work / "out-pipeline" / "identity.out")) as output:
+        chunks = objects.iter_chunks(source)
+        for chunk in transform_stream(
+            chunks, settings, lambda b: runtime.invoke(b.payload, "text/csv", "text/csv")
+        ):
+            output.write(chunk)
+    seconds = time.perf_counter() - started
+    runtime.stop()
+    name = "(e) identity, the pipeline alone (in-process)"
+    return Result(name, load.rows, load.input_bytes, Measurement(seconds=seconds))
 
 
 def start_latency(load: Workload) -> Result:

@@ -12,13 +12,13 @@ from documents import job_request, model_request
 from batchtransform import ConflictError, NotFoundError, ValidationError
 from batchtransform.jobs import JobStatus, transition
 from batchtransform.service import Service
-from batchtransform.store import open_store
+from batchtransform.store import JobRecord, open_store
 
 
 @pytest.fixture
 def service() -> Service:
     launched: list[str] = []
-    service = Service(open_store(), launcher=launched.append)
+    service = Service(open_store(), launcher=lambda record: launched.append(record.name))
     service.launched = launched  # type: ignore[attr-defined]
     return service
 
@@ -216,7 +216,7 @@ def test_failure_reason_is_cut_to_the_api_limit(service: Service) -> None:
 
 
 def test_a_controller_that_cannot_start_fails_the_job() -> None:
-    def no_processes(name: str) -> None:
+    def no_processes(record: JobRecord) -> None:
         raise OSError(11, "Resource temporarily unavailable")
 
     service = Service(open_store(), launcher=no_processes)
@@ -228,7 +228,7 @@ def test_a_controller_that_cannot_start_fails_the_job() -> None:
 
 
 def test_a_controller_that_dies_before_reporting_in_fails_the_job() -> None:
-    def crashing(name: str) -> int:
+    def crashing(record: JobRecord) -> int:
         return dead_pid()  # as a controller whose imports fail, before it records itself
 
     service = Service(open_store(), launcher=crashing)

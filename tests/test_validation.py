@@ -14,7 +14,7 @@ from batchtransform.store import open_store
 
 @pytest.fixture
 def service() -> Service:
-    service = Service(open_store(), launcher=lambda name: None)
+    service = Service(open_store(), launcher=lambda record: None)
     service.call("CreateModel", model_request())
     return service
 
