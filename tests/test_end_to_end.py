@@ -411,3 +411,36 @@ def test_thread_counts_in_the_job_environment_reach_the_numeric_libraries(
     description = wait_for(session, "job-1")
     assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
     assert (tmp_path / "out" / "a.csv.out").read_text() == "[1]\n"
+
+
+ENVIRONMENT_HANDLER = """
+import os
+
+def model_fn(model_dir):
+    return "ok"
+
+def transform_fn(model, body, content_type, accept):
+    return os.environ.get("GLIBC_TUNABLES", "unset") + "\\n"
+"""
+
+
+@pytest.mark.parametrize("users_own", [None, "glibc.malloc.arena_max=2"])
+def test_instances_start_with_malloc_settings_unless_the_user_has_some(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, users_own: str | None
+) -> None:
+    if users_own is None:
+        monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    else:
+        monkeypatch.setenv("GLIBC_TUNABLES", users_own)
+    write_inputs(tmp_path / "in", {"a.csv": "1\n"})
+    make_model(session, tmp_path, ENVIRONMENT_HANDLER)
+    request = job_request(input_uri=str(tmp_path / "in") + "/", output_path=str(tmp_path / "out"))
+    session.create_transform_job(**request)
+
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    seen = (tmp_path / "out" / "a.csv.out").read_text().strip()
+    if users_own is None:
+        assert "glibc.malloc.mmap_threshold=" in seen and "trim_threshold=" in seen
+    else:
+        assert seen == users_own

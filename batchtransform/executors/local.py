@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -34,6 +34,12 @@ from batchtransform.executors.base import (
 )
 
 _POLL_SECONDS = 0.25
+# glibc's malloc hands large freed blocks back to the system (its thresholds adapt only to
+# twice the last block freed), so every mini-batch-sized buffer (payload, decoded text,
+# response, the model's frames) is faulted in and zeroed anew: copying and decoding a 6 MiB
+# payload took 4.2 ms instead of 1.0 ms, and the instance's pipeline ran 10 % slower.
+# Instances keep blocks up to 32 MiB (glibc's ceiling) and 64 MiB of free heap for reuse.
+_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
 _MAX_ATTEMPTS = 2  # an item whose instance dies is tried once more elsewhere
 
 
@@ -106,7 +112,8 @@ class _Run:
             name=f"batchtransform-instance-{index}",
             daemon=False,
         )
-        process.start()
+        with _instance_environment():
+            process.start()
         child.close()
         self.instances[index] = _Instance(index, process, parent)
 
@@ -190,6 +197,20 @@ class _Run:
                 instance.process.join()
             instance.conn.close()
         self.instances.clear()
+
+
+@contextlib.contextmanager
+def _instance_environment() -> Iterator[None]:
+    """What a new instance process starts with beyond this process's environment, which
+    ``spawn`` copies: malloc settings, read by the C library before any Python runs.
+    A GLIBC_TUNABLES of the user's own is left as it is; other C libraries ignore it."""
+    added = {} if "GLIBC_TUNABLES" in os.environ else {"GLIBC_TUNABLES": _MALLOC_TUNABLES}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _send(conn: Connection, message: Any) -> None:
