@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from batchtransform.executors.base import THREAD_VARIABLES
+from batchtransform.executors.base import SPIN_VARIABLE, THREAD_VARIABLES
 from batchtransform.shapes import ModelSpec, TransformJobSpec
 
 if TYPE_CHECKING:
@@ -53,6 +53,6 @@ class InstanceFactory:
         would silently lose to the executor's default.
         """
         environment = self.job.container_environment(self.model.containers[0])
-        for name in THREAD_VARIABLES:
+        for name in (*THREAD_VARIABLES, SPIN_VARIABLE):
             if name in environment:
                 os.environ[name] = environment[name]

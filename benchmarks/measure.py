@@ -6,7 +6,6 @@ for a job, the processes are the controller's children (its instances).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
@@ -23,15 +22,29 @@ class Measurement:
 
 
 def run_program(command: list[str]) -> Measurement:
-    """Run a program to its end; its wall time and peak memory (from the kernel's rusage)."""
+    """Run a program to its end; its wall time and peak memory.
+
+    The peak is the program's own ``VmHWM``, sampled while it runs: the kernel's rusage
+    would also count the memory of this process, from which the program was forked.
+    """
     started = time.perf_counter()
     process = subprocess.Popen(command)
-    _, status, usage = os.wait4(process.pid, 0)
+    peaks = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peaks.append(_peak_rss_mib(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    process.wait()
     elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command[:3]} failed with status {status}")
-    process.returncode = 0
-    return Measurement(seconds=elapsed, peak_rss_mib=usage.ru_maxrss / 1024)
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed with status {process.returncode}")
+    return Measurement(seconds=elapsed, peak_rss_mib=max(peaks))
 
 
 @dataclass

@@ -420,12 +420,13 @@ def model_fn(model_dir):
     return "ok"
 
 def transform_fn(model, body, content_type, accept):
-    return os.environ.get("GLIBC_TUNABLES", "unset") + "\\n"
+    names = ("GLIBC_TUNABLES", "OPENBLAS_THREAD_TIMEOUT")
+    return "|".join(os.environ.get(name, "unset") for name in names) + "\\n"
 """
 
 
 @pytest.mark.parametrize("users_own", [None, "glibc.malloc.arena_max=2"])
-def test_instances_start_with_malloc_settings_unless_the_user_has_some(
+def test_instances_start_with_malloc_and_blas_settings(
     session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, users_own: str | None
 ) -> None:
     if users_own is None:
@@ -439,7 +440,8 @@ def test_instances_start_with_malloc_settings_unless_the_user_has_some(
 
     description = wait_for(session, "job-1")
     assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
-    seen = (tmp_path / "out" / "a.csv.out").read_text().strip()
+    seen, spin = (tmp_path / "out" / "a.csv.out").read_text().strip().split("|")
+    assert spin == "20", "idle OpenBLAS threads sleep after 2**20 cycles, not 2**28"
     if users_own is None:
         assert "glibc.malloc.mmap_threshold=" in seen and "trim_threshold=" in seen
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 from documents import job_request, model_request
@@ -215,25 +216,28 @@ def test_failure_reason_is_cut_to_the_api_limit(service: Service) -> None:
     assert len(reason) == 1024 and reason.endswith("...")
 
 
-def test_a_controller_that_cannot_start_fails_the_job() -> None:
-    def no_processes(record: JobRecord) -> None:
-        raise OSError(11, "Resource temporarily unavailable")
+def no_processes(record: JobRecord) -> None:
+    raise OSError(11, "Resource temporarily unavailable")
 
-    service = Service(open_store(), launcher=no_processes)
+
+def crashing(record: JobRecord) -> int:
+    return dead_pid()  # as a controller whose imports fail, before it records itself
+
+
+@pytest.mark.parametrize(
+    ("launcher", "reason"),
+    [
+        (no_processes, "could not start the job's controller"),
+        (crashing, "controller process exited unexpectedly"),
+    ],
+    ids=["cannot start", "dies before reporting in"],
+)
+def test_a_controller_that_fails_early_fails_the_job(
+    launcher: Callable[[JobRecord], int | None], reason: str
+) -> None:
+    service = Service(open_store(), launcher=launcher)
     service.call("CreateModel", model_request())
     service.call("CreateTransformJob", job_request())
     described = service.call("DescribeTransformJob", {"TransformJobName": "job-1"})
     assert described["TransformJobStatus"] == "Failed"
-    assert "could not start the job's controller" in described["FailureReason"]
-
-
-def test_a_controller_that_dies_before_reporting_in_fails_the_job() -> None:
-    def crashing(record: JobRecord) -> int:
-        return dead_pid()  # as a controller whose imports fail, before it records itself
-
-    service = Service(open_store(), launcher=crashing)
-    service.call("CreateModel", model_request())
-    service.call("CreateTransformJob", job_request())
-    described = service.call("DescribeTransformJob", {"TransformJobName": "job-1"})
-    assert described["TransformJobStatus"] == "Failed"
-    assert "controller process exited unexpectedly" in described["FailureReason"]
+    assert reason in described["FailureReason"]

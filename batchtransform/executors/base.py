@@ -20,6 +20,8 @@ Report = Callable[[dict[str, Any]], None]
 # The thread pools of numeric libraries (OpenMP, OpenBLAS, MKL), sized once, when the
 # library loads. An executor sets them for the instances that share a machine's cores.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# How long an idle OpenBLAS thread spins before it sleeps, as 2**N cycles: also read once.
+SPIN_VARIABLE = "OPENBLAS_THREAD_TIMEOUT"
 
 
 class Worker(Protocol):
