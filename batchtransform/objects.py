@@ -25,10 +25,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import itertools
 import logging
 import os
 import secrets
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -65,6 +68,12 @@ objects up to 80 GB within S3's 10,000-part limit.
 _READ_BLOCK = 8 * 2**20
 """Smallest ranged GET when streaming from S3, so a 1 MiB chunk size does not cost one
 request per MiB."""
+
+_RANGES_IN_FLIGHT = 4
+"""Ranged GETs of one object under way at once. A single stream waits out each request's
+round trip; side by side, as AWS advises for throughput, a SeaweedFS on this machine served
+95 MB in 0.54-0.74 s instead of 0.88-1.17 s (a model job over it: 2.0-3.2 s -> 1.8-1.9 s),
+for at most 32 MiB held per object being read."""
 
 # What a store operation can raise besides our own errors: s3fs translates most S3 errors
 # to OSError subclasses, but connection and credential problems arrive as botocore's.
@@ -223,13 +232,42 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     fs, path = _filesystem(url)
     try:
-        with fs.open(path, "rb", **_read_options(fs, chunk_size)) as stream:
+        if _is_s3(fs):
+            for block in _ranges_side_by_side(fs, path):
+                for start in range(0, len(block), chunk_size):
+                    yield block[start : start + chunk_size]
+            return
+        with fs.open(path, "rb") as stream:
             while chunk := stream.read(chunk_size):
                 yield chunk
     except FileNotFoundError:
         raise
     except _STORE_FAILURES as exc:
         raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+
+
+def _ranges_side_by_side(fs: Any, path: str) -> Iterator[bytes]:
+    """The object in ``_READ_BLOCK`` ranges, ``_RANGES_IN_FLIGHT`` fetched at once, in order.
+
+    Closing the iterator early cancels the ranges not started and waits for those under
+    way, so no request outlives the read.
+    """
+    size = int(fs.size(path))
+    ranges = iter(range(0, size, _READ_BLOCK))
+    with ThreadPoolExecutor(_RANGES_IN_FLIGHT, thread_name_prefix="s3-range") as pool:
+
+        def fetch(start: int) -> Future[bytes]:
+            return pool.submit(fs.cat_file, path, start=start, end=min(start + _READ_BLOCK, size))
+
+        pending = deque(fetch(start) for start in itertools.islice(ranges, _RANGES_IN_FLIGHT))
+        try:
+            while pending:
+                block = pending.popleft().result()
+                pending.extend(fetch(start) for start in itertools.islice(ranges, 1))
+                yield block
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 @contextlib.contextmanager
@@ -240,7 +278,7 @@ def open_read(url: str) -> Iterator[BinaryIO]:
     """
     fs, path = _filesystem(url)
     try:
-        with fs.open(path, "rb", **_read_options(fs, 1 << 20)) as stream:
+        with fs.open(path, "rb", **_read_options(fs)) as stream:
             yield stream
     except FileNotFoundError:
         raise
@@ -263,11 +301,11 @@ def local_folder(url: str) -> Path | None:
     return Path(path) if _is_local(fs) and fs.isdir(path) else None
 
 
-def _read_options(fs: Any, chunk_size: int) -> dict[str, Any]:
-    """S3 reads ahead one block; a block of at least 8 MiB keeps the request count low."""
+def _read_options(fs: Any) -> dict[str, Any]:
+    """A file-like S3 read (a tar.gz being unpacked) reads ahead one 8 MiB block."""
     if not _is_s3(fs):
         return {}
-    return {"block_size": max(chunk_size, _READ_BLOCK), "cache_type": "readahead"}
+    return {"block_size": _READ_BLOCK, "cache_type": "readahead"}
 
 
 def read_bytes(url: str) -> bytes:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import fsspec
 import pytest
 import s3fs
 
+from batchtransform import objects
 from batchtransform.errors import StorageError
 from batchtransform.model_data import fetch_model
 from batchtransform.objects import (
@@ -405,6 +407,26 @@ class TestMemory(ObjectStoreContract):
 
 class S3Contract(ObjectStoreContract):
     """S3 adds buckets, credentials and multipart uploads."""
+
+    def test_an_object_of_many_ranges_is_read_whole_and_in_order(
+        self, store: Backend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(objects, "_READ_BLOCK", MiB)  # more ranges than run at once
+        data = os.urandom(3 * objects._RANGES_IN_FLIGHT * MiB + 7)
+        store.put("in/large.bin", data)
+        chunks = list(iter_chunks(store.url("in/large.bin"), chunk_size=MiB // 2))
+        assert b"".join(chunks) == data
+        assert max(len(chunk) for chunk in chunks) == MiB // 2
+
+    def test_a_read_stopped_early_leaves_no_request_running(
+        self, store: Backend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(objects, "_READ_BLOCK", MiB)
+        store.put("in/large.bin", os.urandom(3 * objects._RANGES_IN_FLIGHT * MiB))
+        stream = iter_chunks(store.url("in/large.bin"))
+        assert len(next(stream)) == MiB
+        stream.close()
+        assert not [t for t in threading.enumerate() if t.name.startswith("s3-range")]
 
     def test_large_output_is_a_multipart_upload(self, store: Backend) -> None:
         data = os.urandom(S3_PART_SIZE + MiB)
