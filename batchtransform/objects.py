@@ -28,7 +28,9 @@ import io
 import itertools
 import logging
 import os
+import queue
 import secrets
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -415,12 +417,77 @@ def _s3_writer(fs: Any, url: str, path: str, kms_key_id: str | None) -> Iterator
         stream = fs.open(path, "wb", block_size=S3_PART_SIZE, **_encryption(kms_key_id))
     except _STORE_FAILURES as exc:
         raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
+    behind = _UploadBehind(stream, url)
     try:
-        yield stream
+        yield cast(BinaryIO, behind)
+        behind.finish()
     except BaseException:
+        behind.abandon()
         _discard(stream, url)
         raise
     _commit(stream, url)
+
+
+class _UploadBehind(io.RawIOBase):
+    """A writable stream whose writes a thread of its own hands to s3fs.
+
+    s3fs uploads each 8 MiB part inside ``write``; done here, the caller (the pipeline)
+    goes on with its next mini-batch while a part goes out. At most two writes wait, so
+    memory stays bounded by the part size and the chunk size. An upload that fails stops
+    the uploading and is raised, as StorageError, at the next write or at ``finish``.
+    """
+
+    def __init__(self, stream: Any, url: str) -> None:
+        super().__init__()
+        self.stream, self.url = stream, url
+        self.waiting: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        self.failure: BaseException | None = None
+        self.abandoned = False
+        self.thread = threading.Thread(target=self._upload, name="s3-upload", daemon=True)
+        self.thread.start()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._raise_failure()
+        block = data if isinstance(data, bytes) else bytes(data)
+        self.waiting.put(block)
+        return len(block)
+
+    def flush(self) -> None:
+        """Wait until every write so far has reached s3fs (which sends each full part)."""
+        self.waiting.join()
+        self._raise_failure()
+
+    def finish(self) -> None:
+        """Wait until every write has reached s3fs; raise the failure, if one came."""
+        self.waiting.put(None)
+        self.thread.join()
+        self._raise_failure()
+
+    def abandon(self) -> None:
+        """Stop uploading: what waits is dropped, a part under way is waited for."""
+        self.abandoned = True
+        self.waiting.put(None)
+        self.thread.join()
+
+    def _upload(self) -> None:
+        while (block := self.waiting.get()) is not None:
+            if self.failure is None and not self.abandoned:
+                try:
+                    self.stream.write(block)
+                except BaseException as exc:  # raised in the writer's thread, in order
+                    self.failure = exc
+            self.waiting.task_done()
+        self.waiting.task_done()
+
+    def _raise_failure(self) -> None:
+        if self.failure is None:
+            return
+        if isinstance(self.failure, _STORE_FAILURES):
+            raise StorageError(f"cannot write {self.url}: {_describe(self.failure)}")
+        raise self.failure
 
 
 def _encryption(kms_key_id: str | None) -> dict[str, str]:

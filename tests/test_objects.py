@@ -433,6 +433,7 @@ class S3Contract(ObjectStoreContract):
         with atomic_writer(store.url("out/big.out")) as stream:
             for start in range(0, len(data), MiB):
                 stream.write(data[start : start + MiB])
+            stream.flush()  # parts go out on a thread of their own
             assert store.multipart_uploads() == ["out/big.out"]
             assert store.get("out/big.out") is None
         assert store.get("out/big.out") == data
@@ -442,6 +443,7 @@ class S3Contract(ObjectStoreContract):
         with pytest.raises(RuntimeError), atomic_writer(store.url("out/big.out")) as stream:
             for _ in range(S3_PART_SIZE // MiB + 1):
                 stream.write(os.urandom(MiB))
+            stream.flush()
             assert store.multipart_uploads() == ["out/big.out"]
             raise RuntimeError("model failed on the last batch")
         assert store.multipart_uploads() == []
@@ -477,6 +479,14 @@ class TestMotoS3(S3Contract):
         head = store.client.head_object(Bucket=store.bucket, Key="out/secret.out")
         assert head["ServerSideEncryption"] == "aws:kms"
         assert head["SSEKMSKeyId"] == key
+
+    def test_an_upload_that_fails_is_a_storage_error(self, store: Backend) -> None:
+        url = f"s3://bt-missing-{uuid.uuid4().hex[:12]}/out/big.out"
+        with pytest.raises(StorageError, match="cannot write"), atomic_writer(url) as stream:
+            # SeaweedFS makes a missing bucket on the first write; moto refuses the upload
+            for _ in range(2 * S3_PART_SIZE // MiB + 1):
+                stream.write(os.urandom(MiB))
+        assert not [t for t in threading.enumerate() if t.name == "s3-upload"]
 
 
 class TestSeaweedS3(S3Contract):
