@@ -88,6 +88,7 @@ class TransformWorker:
             self.runtime.stop()
             self.runtime = None
         self.data_log.close()
+        self.model_log.flush()  # the instance leaves without the interpreter's teardown
 
     def _start_runtime(self) -> Runtime:
         """One runtime per container; the containers of a pipeline run in series."""
