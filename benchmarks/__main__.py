@@ -88,6 +88,7 @@ def run_round(load: Workload) -> list[Result]:
     results.append(scenarios.process_runtime(load))
     results.extend(scenarios.identity_and_raw(load))
     results.append(scenarios.ray_data(load))
+    results.append(scenarios.on_s3(load))
     results.append(scenarios.start_latency(load))
     return results
 

@@ -3,15 +3,22 @@
 (a) direct pandas + model, the baseline every ratio refers to; (b) batchtransform, one
 instance, and the same with one numeric thread; (c) two instances over several files; (d)
 through the process runtime; (e) an identity model, as a job and as the pipeline alone,
-against reading (and copying) the bytes raw; (f) Ray Data, when installed.
+against reading (and copying) the bytes raw; (f) Ray Data, when installed; (g) (b) with
+its data on S3, when SeaweedFS is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import itertools
+import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,16 +86,23 @@ def job(
     instances: int = 1,
     image: str = "batchtransform/python",
     environment: dict[str, str] | None = None,
+    source: str | None = None,
+    output_url: str | None = None,
 ) -> Result:
-    """A real job on the embedded default (detached controller, instance processes)."""
+    """A real job on the embedded default (detached controller, instance processes).
+
+    ``source`` and ``output_url`` put the input and output elsewhere than the local
+    ``inputs`` and a local folder (S3); the first output byte is seen only locally.
+    """
     session = Session()
     tag = f"bench-{next(_counter)}-{int(time.time())}"
     session.create_model(
         ModelName=tag, PrimaryContainer={"Image": image, "ModelDataUrl": archive.as_uri()}
     )
-    source = inputs[0].parent / "" if len(inputs) > 1 else inputs[0]
+    if source is None:
+        source = str(inputs[0].parent / "" if len(inputs) > 1 else inputs[0])
     output = load.work / f"out-{tag}"
-    request = _job_request(tag, str(source), output, instances)
+    request = _job_request(tag, source, output_url or str(output), instances)
     if environment:
         request["Environment"] = environment
     with Sampler(output, lambda: _controller_pid(session, tag)) as sampler:
@@ -97,7 +111,7 @@ def job(
     return Result(name, load.rows, load.input_bytes, sampler.result)
 
 
-def _job_request(name: str, source: str, output: Path, instances: int) -> dict[str, Any]:
+def _job_request(name: str, source: str, output: str, instances: int) -> dict[str, Any]:
     return {
         "TransformJobName": name,
         "ModelName": name,
@@ -109,7 +123,7 @@ def _job_request(name: str, source: str, output: Path, instances: int) -> dict[s
             "ContentType": "text/csv",
             "SplitType": "Line",
         },
-        "TransformOutput": {"S3OutputPath": str(output), "AssembleWith": "Line"},
+        "TransformOutput": {"S3OutputPath": output, "AssembleWith": "Line"},
         "TransformResources": {"InstanceType": "local", "InstanceCount": instances},
     }
 
@@ -182,6 +196,53 @@ def start_latency(load: Workload) -> Result:
     tiny.write_text(load.single[0].open().readline())
     result = job(load, "start latency (create → first output byte)", [tiny], load.model_archive)
     return Result(result.name, 1, tiny.stat().st_size, result.measurement)
+
+
+def on_s3(load: Workload) -> Result:
+    """(b) with its input and output on S3: a SeaweedFS on this machine, started the way the
+    tests start theirs (``tests/s3servers.py``), when its ``weed`` binary is installed."""
+    name = "(g) as (b), input and output on S3 (a local SeaweedFS)"
+    if shutil.which("weed", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}") is None:
+        return Result(name, load.rows, load.input_bytes, None, "SeaweedFS not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from s3servers import running_seaweed
+
+    with running_seaweed(Path(tempfile.mkdtemp(dir=load.work))) as server:
+        bucket = server.make_bucket()
+        server.client().upload_file(str(load.single[0]), bucket, f"in/{load.single[0].name}")
+        with _s3_settings(server.endpoint_url, server.access_key, server.secret_key):
+            result = job(
+                load,
+                name,
+                load.single,
+                load.model_archive,
+                source=f"s3://{bucket}/in/{load.single[0].name}",
+                output_url=f"s3://{bucket}/out/",
+            )
+    note = "the S3 server shares the machine's cores"
+    return dataclasses.replace(result, note=note)
+
+
+@contextlib.contextmanager
+def _s3_settings(endpoint: str, key: str, secret: str) -> Iterator[None]:
+    """AWS's standard variables, for this process and the job's, pointed at ``endpoint``."""
+    settings = {
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def ray_data(load: Workload) -> Result:
