@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +19,7 @@ from s3servers import S3Server
 
 from batchtransform import Session, Transformer
 from batchtransform.logs import logs_dir
+from batchtransform.service import Service
 
 INPUTS = {
     "a.csv": "1,2\n3,4\n",
@@ -446,3 +449,19 @@ def test_instances_start_with_malloc_and_blas_settings(
         assert "glibc.malloc.mmap_threshold=" in seen and "trim_threshold=" in seen
     else:
         assert seen == users_own
+
+
+def test_a_controller_run_by_hand_reads_the_job_from_the_store(tmp_path: Path) -> None:
+    # The service hands its record to the controller it launches; run by hand (to debug, or
+    # after a launcher failed), the controller reads the job from the store instead.
+    session = Session(service=Service(launcher=lambda record: None))
+    write_inputs(tmp_path / "in", {"a.csv": "1\n2\n"})
+    make_model(session, tmp_path, ECHO_HANDLER)
+    request = job_request(input_uri=str(tmp_path / "in") + "/", output_path=str(tmp_path / "out"))
+    session.create_transform_job(**request)
+    command = [sys.executable, "-m", "batchtransform.controller", "job-1"]
+    subprocess.run(command, check=True, timeout=TIMEOUT)
+
+    description = session.describe_transform_job(TransformJobName="job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    assert (tmp_path / "out" / "a.csv.out").read_bytes() == echoed("1\n2\n")
