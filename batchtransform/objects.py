@@ -14,6 +14,9 @@ turns the lookup off. fsspec caches one filesystem per set of arguments, so sett
 changed later in the same process take effect only after
 ``s3fs.S3FileSystem.clear_instance_cache()``.
 
+S3 reads and uploads run beside the caller (``s3_transfer``): ranges side by side, parts
+on a thread of their own.
+
 Errors: a missing object raises the built-in ``FileNotFoundError`` where a caller reads one
 object (it decides whether that is the user's fault); everything else that goes wrong in
 the store (missing bucket, access denied, connection lost) raises ``StorageError`` naming
@@ -25,23 +28,24 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
-import itertools
-import logging
 import os
-import queue
 import secrets
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import fsspec
-from botocore.exceptions import BotoCoreError, ClientError
 
 from batchtransform.errors import StorageError
+from batchtransform.s3_transfer import (
+    FILE_READ_OPTIONS,
+    S3_PART_SIZE,
+    STORE_FAILURES,
+    atomic_upload,
+    describe,
+    ranged_read,
+)
 
 __all__ = [
     "S3_PART_SIZE",
@@ -57,29 +61,6 @@ __all__ = [
     "remove_partials",
     "write_bytes",
 ]
-
-logger = logging.getLogger(__name__)
-
-S3_PART_SIZE = 8 * 2**20
-"""Outputs up to this size are one PUT; larger ones a multipart upload in parts this big.
-
-8 MiB is the AWS CLI's default part size: few requests, modest memory per open output, and
-objects up to 80 GB within S3's 10,000-part limit.
-"""
-
-_READ_BLOCK = 8 * 2**20
-"""Smallest ranged GET when streaming from S3, so a 1 MiB chunk size does not cost one
-request per MiB."""
-
-_RANGES_IN_FLIGHT = 4
-"""Ranged GETs of one object under way at once. A single stream waits out each request's
-round trip; side by side, as AWS advises for throughput, a SeaweedFS on this machine served
-95 MB in 0.54-0.74 s instead of 0.88-1.17 s (a model job over it: 2.0-3.2 s -> 1.8-1.9 s),
-for at most 32 MiB held per object being read."""
-
-# What a store operation can raise besides our own errors: s3fs translates most S3 errors
-# to OSError subclasses, but connection and credential problems arrive as botocore's.
-_STORE_FAILURES = (OSError, BotoCoreError, ClientError)
 
 
 @dataclass(frozen=True)
@@ -106,7 +87,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
     try:
         fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as exc:
-        raise StorageError(f"cannot open {url}: {_describe(exc)}") from exc
+        raise StorageError(f"cannot open {url}: {describe(exc)}") from exc
     return fs, cast(str, path)
 
 
@@ -121,10 +102,6 @@ def _is_s3(fs: Any) -> bool:
 
 def _is_local(fs: Any) -> bool:
     return "file" in _protocols(fs)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _url_for(url: str, path: str) -> str:
@@ -165,8 +142,8 @@ def list_prefix(url: str) -> list[ObjectInfo]:
     prefix = path + "/" if url.endswith("/") and not path.endswith("/") else path
     try:
         found = _find_under(fs, prefix)
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot list {url}: {_describe(exc)}") from exc
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot list {url}: {describe(exc)}") from exc
     objects = [
         _object_info(fs, url, prefix, name, info)
         for name, info in found.items()
@@ -235,7 +212,7 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     fs, path = _filesystem(url)
     try:
         if _is_s3(fs):
-            for block in _ranges_side_by_side(fs, path):
+            for block in ranged_read(fs, path):
                 for start in range(0, len(block), chunk_size):
                     yield block[start : start + chunk_size]
             return
@@ -244,32 +221,8 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
                 yield chunk
     except FileNotFoundError:
         raise
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
-
-
-def _ranges_side_by_side(fs: Any, path: str) -> Iterator[bytes]:
-    """The object in ``_READ_BLOCK`` ranges, ``_RANGES_IN_FLIGHT`` fetched at once, in order.
-
-    Closing the iterator early cancels the ranges not started and waits for those under
-    way, so no request outlives the read.
-    """
-    size = int(fs.size(path))
-    ranges = iter(range(0, size, _READ_BLOCK))
-    with ThreadPoolExecutor(_RANGES_IN_FLIGHT, thread_name_prefix="s3-range") as pool:
-
-        def fetch(start: int) -> Future[bytes]:
-            return pool.submit(fs.cat_file, path, start=start, end=min(start + _READ_BLOCK, size))
-
-        pending = deque(fetch(start) for start in itertools.islice(ranges, _RANGES_IN_FLIGHT))
-        try:
-            while pending:
-                block = pending.popleft().result()
-                pending.extend(fetch(start) for start in itertools.islice(ranges, 1))
-                yield block
-        finally:
-            for future in pending:
-                future.cancel()
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
 
 
 @contextlib.contextmanager
@@ -280,12 +233,12 @@ def open_read(url: str) -> Iterator[BinaryIO]:
     """
     fs, path = _filesystem(url)
     try:
-        with fs.open(path, "rb", **_read_options(fs)) as stream:
+        with fs.open(path, "rb", **(FILE_READ_OPTIONS if _is_s3(fs) else {})) as stream:
             yield stream
     except FileNotFoundError:
         raise
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
 
 
 def exists(url: str) -> bool:
@@ -293,21 +246,14 @@ def exists(url: str) -> bool:
     fs, path = _filesystem(url)
     try:
         return bool(fs.exists(path))
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
 
 
 def local_folder(url: str) -> Path | None:
     """The local folder ``url`` names (plain path or ``file://``), or None if it is not one."""
     fs, path = _filesystem(url)
     return Path(path) if _is_local(fs) and fs.isdir(path) else None
-
-
-def _read_options(fs: Any) -> dict[str, Any]:
-    """A file-like S3 read (a tar.gz being unpacked) reads ahead one 8 MiB block."""
-    if not _is_s3(fs):
-        return {}
-    return {"block_size": _READ_BLOCK, "cache_type": "readahead"}
 
 
 def read_bytes(url: str) -> bytes:
@@ -320,8 +266,8 @@ def read_bytes(url: str) -> bytes:
         return cast(bytes, fs.cat_file(path))
     except FileNotFoundError:
         raise
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {_describe(exc)}") from exc
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -367,7 +313,7 @@ def atomic_writer(url: str, kms_key_id: str | None = None) -> Iterator[BinaryIO]
     if _is_local(fs):
         writer = _local_writer(url, path)
     elif _is_s3(fs):
-        writer = _s3_writer(fs, url, path, kms_key_id)
+        writer = atomic_upload(fs, url, path, kms_key_id)
     else:
         writer = _buffered_writer(fs, url, path)
     with writer as stream:
@@ -395,7 +341,7 @@ def _open_partial(url: str, path: str) -> str:
         os.makedirs(directory, exist_ok=True)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
-        raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
+        raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
     return temporary
 
 
@@ -403,121 +349,7 @@ def _replace(url: str, temporary: str, path: str) -> None:
     try:
         os.replace(temporary, path)
     except OSError as exc:
-        raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
-
-
-@contextlib.contextmanager
-def _s3_writer(fs: Any, url: str, path: str, kms_key_id: str | None) -> Iterator[BinaryIO]:
-    """s3fs's file, committed by ``close()`` and abandoned by ``discard()``.
-
-    The file is not used as a context manager: its ``__exit__`` calls ``close()``, which
-    would publish the partial output even when the block raised.
-    """
-    try:
-        stream = fs.open(path, "wb", block_size=S3_PART_SIZE, **_encryption(kms_key_id))
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
-    behind = _UploadBehind(stream, url)
-    try:
-        yield cast(BinaryIO, behind)
-        behind.finish()
-    except BaseException:
-        behind.abandon()
-        _discard(stream, url)
-        raise
-    _commit(stream, url)
-
-
-class _UploadBehind(io.RawIOBase):
-    """A writable stream whose writes a thread of its own hands to s3fs.
-
-    s3fs uploads each 8 MiB part inside ``write``; done here, the caller (the pipeline)
-    goes on with its next mini-batch while a part goes out. At most two writes wait, so
-    memory stays bounded by the part size and the chunk size. An upload that fails stops
-    the uploading and is raised, as StorageError, at the next write or at ``finish``.
-    """
-
-    def __init__(self, stream: Any, url: str) -> None:
-        super().__init__()
-        self.stream, self.url = stream, url
-        self.waiting: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
-        self.failure: BaseException | None = None
-        self.abandoned = False
-        self.thread = threading.Thread(target=self._upload, name="s3-upload", daemon=True)
-        self.thread.start()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self._raise_failure()
-        block = data if isinstance(data, bytes) else bytes(data)
-        self.waiting.put(block)
-        return len(block)
-
-    def flush(self) -> None:
-        """Wait until every write so far has reached s3fs (which sends each full part)."""
-        self.waiting.join()
-        self._raise_failure()
-
-    def finish(self) -> None:
-        """Wait until every write has reached s3fs; raise the failure, if one came."""
-        self.waiting.put(None)
-        self.thread.join()
-        self._raise_failure()
-
-    def abandon(self) -> None:
-        """Stop uploading: what waits is dropped, a part under way is waited for."""
-        self.abandoned = True
-        self.waiting.put(None)
-        self.thread.join()
-
-    def _upload(self) -> None:
-        while (block := self.waiting.get()) is not None:
-            if self.failure is None and not self.abandoned:
-                try:
-                    self.stream.write(block)
-                except BaseException as exc:  # raised in the writer's thread, in order
-                    self.failure = exc
-            self.waiting.task_done()
-        self.waiting.task_done()
-
-    def _raise_failure(self) -> None:
-        if self.failure is None:
-            return
-        if isinstance(self.failure, _STORE_FAILURES):
-            raise StorageError(f"cannot write {self.url}: {_describe(self.failure)}")
-        raise self.failure
-
-
-def _encryption(kms_key_id: str | None) -> dict[str, str]:
-    """The S3 request parameters of SSE-KMS (s3fs passes them to PUT and multipart calls)."""
-    if not kms_key_id:
-        return {}
-    return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
-
-
-def _commit(stream: Any, url: str) -> None:
-    try:
-        stream.close()
-    except _STORE_FAILURES as exc:
-        _discard(stream, url)
-        raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
-
-
-def _discard(stream: Any, url: str) -> None:
-    """Abort the multipart upload, if one started; a small output was never sent.
-
-    ``discard()`` leaves the file marked open with no buffer, and fsspec's ``__del__`` would
-    then try to close (upload) it and fail, so the file is marked closed by hand. An abort
-    that fails is logged, not raised, so the caller sees the error that caused it.
-    """
-    try:
-        stream.discard()
-    except _STORE_FAILURES as exc:
-        logger.warning("could not abort the upload of %s: %s", url, _describe(exc))
-    finally:
-        stream.closed = True
+        raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
 
 
 @contextlib.contextmanager
@@ -526,8 +358,8 @@ def _buffered_writer(fs: Any, url: str, path: str) -> Iterator[BinaryIO]:
     yield buffer
     try:
         fs.pipe_file(path, buffer.getvalue())
-    except _STORE_FAILURES as exc:
-        raise StorageError(f"cannot write {url}: {_describe(exc)}") from exc
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
 
 
 def remove_partials(url: str) -> int:

@@ -22,7 +22,7 @@ import fsspec
 import pytest
 import s3fs
 
-from batchtransform import objects
+from batchtransform import s3_transfer
 from batchtransform.errors import StorageError
 from batchtransform.model_data import fetch_model
 from batchtransform.objects import (
@@ -411,8 +411,8 @@ class S3Contract(ObjectStoreContract):
     def test_an_object_of_many_ranges_is_read_whole_and_in_order(
         self, store: Backend, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(objects, "_READ_BLOCK", MiB)  # more ranges than run at once
-        data = os.urandom(3 * objects._RANGES_IN_FLIGHT * MiB + 7)
+        monkeypatch.setattr(s3_transfer, "_READ_BLOCK", MiB)  # more ranges than run at once
+        data = os.urandom(3 * s3_transfer._RANGES_IN_FLIGHT * MiB + 7)
         store.put("in/large.bin", data)
         chunks = list(iter_chunks(store.url("in/large.bin"), chunk_size=MiB // 2))
         assert b"".join(chunks) == data
@@ -421,8 +421,8 @@ class S3Contract(ObjectStoreContract):
     def test_a_read_stopped_early_leaves_no_request_running(
         self, store: Backend, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(objects, "_READ_BLOCK", MiB)
-        store.put("in/large.bin", os.urandom(3 * objects._RANGES_IN_FLIGHT * MiB))
+        monkeypatch.setattr(s3_transfer, "_READ_BLOCK", MiB)
+        store.put("in/large.bin", os.urandom(3 * s3_transfer._RANGES_IN_FLIGHT * MiB))
         stream = iter_chunks(store.url("in/large.bin"))
         assert len(next(stream)) == MiB
         stream.close()
