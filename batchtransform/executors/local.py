@@ -265,7 +265,8 @@ def _leave() -> None:
     Freeing every module and object of a loaded model (pandas, scikit-learn, a framework)
     takes a quarter of a second or more, and the job ends only when its instances have
     exited. The worker has stopped and closed its logs by now; exit handlers still run and
-    output is flushed, so nothing of the user's is skipped but the freeing of memory.
+    output is flushed. Threads the model left running are not waited for, as a container
+    that is shut down does not wait for them either.
     """
     atexit._run_exitfuncs()
     sys.stdout.flush()
