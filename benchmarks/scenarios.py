@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from batchtransform import Session
+from batchtransform.executors.base import THREAD_VARIABLES
 from benchmarks import model_server
 from benchmarks.measure import (
     Measurement,
@@ -142,7 +143,7 @@ def process_runtime(load: Workload) -> Result:
 
 def one_thread(load: Workload) -> Result:
     """(b) with one numeric thread, set in the job's Environment as a user would set it."""
-    single = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    single = {name: "1" for name in THREAD_VARIABLES}
     name = "(b1) as (b), OMP_NUM_THREADS=1 in the job's Environment"
     return job(load, name, load.single, load.model_archive, environment=single)
 
@@ -161,7 +162,8 @@ def identity_and_raw(load: Workload) -> list[Result]:
 
 def identity_pipeline(load: Workload) -> Result:
     """The identity job's pipeline run in this process: read, cut batches, call the handler
-    through the python runtime, assemble, write; no process or model start."""
+    through the python runtime, assemble, write; no process or model start (and none of
+    the malloc settings an instance starts with)."""
     from batchtransform import objects
     from batchtransform.data.pipeline import PipelineSettings, transform_stream
     from batchtransform.runtimes import RuntimeContext, create_runtime
@@ -204,7 +206,9 @@ def on_s3(load: Workload) -> Result:
     name = "(g) as (b), input and output on S3 (a local SeaweedFS)"
     if shutil.which("weed", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}") is None:
         return Result(name, load.rows, load.input_bytes, None, "SeaweedFS not installed")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    tests = str(Path(__file__).resolve().parents[1] / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
     from s3servers import running_seaweed
 
     with running_seaweed(Path(tempfile.mkdtemp(dir=load.work))) as server:
