@@ -128,19 +128,21 @@ def targets(results: list[Result]) -> str:
 def table(results: list[Result]) -> str:
     baseline = results[0].rows_per_second
     lines = [
-        "| scenario | rows/s | MB/s | ratio to (a) | peak MiB per process | first byte s | note |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| scenario | rows/s | MB/s | ratio to (a) | cores busy | peak MiB per process "
+        "| first byte s | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in results:
         m = result.measurement
         if m is None:
-            lines.append(f"| {result.name} | | | | | | {result.note} |")
+            lines.append(f"| {result.name} | | | | | | | {result.note} |")
             continue
         first = f"{m.first_byte_seconds:.2f}" if m.first_byte_seconds is not None else ""
+        cores = f"{m.cores:.2f}" if m.cores is not None else ""
         ratio = result.rows_per_second / baseline if baseline else 0.0
         lines.append(
             f"| {result.name} | {result.rows_per_second:,.0f} | {result.mb_per_second:.1f} "
-            f"| {ratio:.2f} | {m.peak_rss_mib:.0f} | {first} | {result.note} |"
+            f"| {ratio:.2f} | {cores} | {m.peak_rss_mib:.0f} | {first} | {result.note} |"
         )
     return "\n".join(lines)
 

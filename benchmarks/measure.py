@@ -1,11 +1,14 @@
-"""How a run is measured: wall time, peak memory per process, time to the first output byte.
+"""How a run is measured: wall time, CPU time, peak memory per process, first output byte.
 
 Memory is each process's peak resident set (``VmHWM`` in /proc), sampled while it runs;
-for a job, the processes are the controller's children (its instances).
+for a job, the processes are its controller and every process under it (instances, model
+servers). CPU time is their user and system time together, so CPU time over wall time is
+how many cores the run kept busy.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -19,6 +22,14 @@ class Measurement:
     seconds: float = 0.0
     peak_rss_mib: float = 0.0  # the largest peak among the processes measured
     first_byte_seconds: float | None = None
+    cpu_seconds: float | None = None  # user + system time of the processes measured
+
+    @property
+    def cores(self) -> float | None:
+        """How many cores the run kept busy on average."""
+        if self.cpu_seconds is None or not self.seconds:
+            return None
+        return self.cpu_seconds / self.seconds
 
 
 def run_program(command: list[str]) -> Measurement:
@@ -38,24 +49,28 @@ def run_program(command: list[str]) -> Measurement:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    process.wait()
+    _, status, usage = os.wait4(process.pid, 0)  # its own CPU time, which is not inherited
     elapsed = time.perf_counter() - started
     done.set()
     sampler.join()
+    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]} failed with status {process.returncode}")
-    return Measurement(seconds=elapsed, peak_rss_mib=max(peaks))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measurement(seconds=elapsed, peak_rss_mib=max(peaks), cpu_seconds=cpu)
 
 
 @dataclass
 class Sampler:
-    """Samples a job while it runs: its instances' peak memory and the first output byte."""
+    """Samples a job while it runs: the peak memory and CPU time of its processes, and the
+    first output byte. A process's CPU time is its last sample, a few ms short at most."""
 
     output: Path
     controller_pid: Callable[[], int | None]
     started: float = field(default_factory=time.perf_counter)
     result: Measurement = field(default_factory=Measurement)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _cpu_ticks: dict[int, int] = field(default_factory=dict)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> Sampler:
@@ -68,20 +83,47 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
         self.result.seconds = time.perf_counter() - self.started
+        self.result.cpu_seconds = sum(self._cpu_ticks.values()) / _TICKS_PER_SECOND
 
     def _run(self) -> None:
         while not self._stop.wait(0.01):
             if self.result.first_byte_seconds is None and _has_bytes(self.output):
                 self.result.first_byte_seconds = time.perf_counter() - self.started
             pid = self.controller_pid()
-            for child in _children(pid) if pid else []:
-                self.result.peak_rss_mib = max(self.result.peak_rss_mib, _peak_rss_mib(child))
+            for process in _with_descendants(pid) if pid else []:
+                self.result.peak_rss_mib = max(self.result.peak_rss_mib, _peak_rss_mib(process))
+                ticks = _cpu_ticks(process)
+                if ticks is not None:
+                    self._cpu_ticks[process] = ticks
 
 
 def _has_bytes(folder: Path) -> bool:
     if not folder.exists():
         return False
     return any(p.is_file() and p.stat().st_size > 0 for p in folder.rglob("*"))
+
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _with_descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it."""
+    found, waiting = [], [pid]
+    while waiting:
+        current = waiting.pop()
+        found.append(current)
+        waiting.extend(_children(current))
+    return found
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """User plus system time of ``pid`` so far, in clock ticks (fields 14 and 15 of stat)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def _children(pid: int) -> list[int]:
