@@ -230,25 +230,33 @@ def run_job(
     it along (``launch_detached`` does): the instances then start before the store is even
     opened. Otherwise the record is read from the store first.
     """
-    if handed_over is not None:
+    record = handed_over
+    if record is None:
+        store = store or open_store()
+        record = _claim(store, job_name)
+        if record is None:
+            return
+    given = store
+    JobRun(
+        lambda: given if given is not None else open_store(),
+        record,
+        executor or LocalExecutor(),
+    ).run()
 
-        def opener() -> Store:
-            return store if store is not None else open_store()
 
-        JobRun(opener, handed_over, executor or LocalExecutor()).run()
-        return
-    store = store or open_store()
+def _claim(store: Store, job_name: str) -> JobRecord | None:
+    """The job's record, with this process recorded as its controller; None when there is
+    nothing left to run (the job ended, or was stopped before it started)."""
     record = store.get_job(job_name)
     if record is None:
         raise LookupError(f"no transform job named {job_name!r}")
     if JobStatus(record.status).terminal:
-        return
+        return None
     store.update_job(job_name, controller_pid=os.getpid())
     if record.status == JobStatus.STOPPING.value:
         transition(store, job_name, JobStatus.STOPPED)
-        return
-    opened = store
-    JobRun(lambda: opened, record, executor or LocalExecutor()).run()
+        return None
+    return record
 
 
 def launch_detached(record: JobRecord) -> int:

@@ -70,6 +70,7 @@ class Workload:
 
 
 _counter = itertools.count()
+PAYLOAD_MB = 6  # MaxPayloadInMB of every job, and of the identity pipeline alone
 
 
 def direct(load: Workload) -> Result:
@@ -116,7 +117,7 @@ def _job_request(name: str, source: str, output: str, instances: int) -> dict[st
     return {
         "TransformJobName": name,
         "ModelName": name,
-        "MaxPayloadInMB": 6,
+        "MaxPayloadInMB": PAYLOAD_MB,
         "BatchStrategy": "MultiRecord",
         "MaxConcurrentTransforms": 1,
         "TransformInput": {
@@ -174,7 +175,7 @@ def identity_pipeline(load: Workload) -> Result:
     settings = PipelineSettings(
         split_type="Line",
         batch_strategy="MultiRecord",
-        max_payload_bytes=6 << 20,
+        max_payload_bytes=PAYLOAD_MB << 20,
         assemble_with="Line",
     )
     source = str(load.single[0])
