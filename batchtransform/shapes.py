@@ -26,6 +26,40 @@ DEFAULT_INVOCATION_RETRIES = 3
 
 
 @dataclass(frozen=True)
+class ModelDataSpec:
+    """Where a container's model comes from, and the request member that said so.
+
+    ``data_type`` and ``compression`` are ModelDataSource's ``S3DataType`` (``S3Prefix`` or
+    ``S3Object``) and ``CompressionType`` (``None`` or ``Gzip``); both are None for a
+    ModelDataUrl, which is read by its shape (an archive, a folder, a prefix).
+    """
+
+    url: str
+    member: str
+    data_type: str | None = None
+    compression: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How errors name it: ``PrimaryContainer.ModelDataUrl s3://b/model.tar.gz``."""
+        return f"{self.member} {self.url}"
+
+    @classmethod
+    def from_container(cls, doc: Mapping[str, Any], path: str) -> ModelDataSpec | None:
+        source = (doc.get("ModelDataSource") or {}).get("S3DataSource")
+        if source:
+            return cls(
+                url=source["S3Uri"],
+                member=f"{path}.ModelDataSource.S3DataSource.S3Uri",
+                data_type=source["S3DataType"],
+                compression=source["CompressionType"],
+            )
+        if doc.get("ModelDataUrl"):
+            return cls(url=doc["ModelDataUrl"], member=f"{path}.ModelDataUrl")
+        return None
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """One ContainerDefinition: an image, its model data and its environment."""
 
@@ -33,14 +67,17 @@ class ContainerSpec:
     model_data_url: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     hostname: str | None = None
+    model_data: ModelDataSpec | None = None
 
     @classmethod
-    def from_request(cls, doc: Mapping[str, Any]) -> ContainerSpec:
+    def from_request(cls, doc: Mapping[str, Any], path: str = "PrimaryContainer") -> ContainerSpec:
+        model_data = ModelDataSpec.from_container(doc, path)
         return cls(
             image=doc.get("Image", ""),
-            model_data_url=doc.get("ModelDataUrl"),
+            model_data_url=model_data.url if model_data else None,
             environment=dict(doc.get("Environment") or {}),
             hostname=doc.get("ContainerHostname"),
+            model_data=model_data,
         )
 
 
@@ -54,10 +91,13 @@ class ModelSpec:
     @classmethod
     def from_request(cls, doc: Mapping[str, Any]) -> ModelSpec:
         if doc.get("PrimaryContainer"):
-            containers = [doc["PrimaryContainer"]]
+            specs = [ContainerSpec.from_request(doc["PrimaryContainer"])]
         else:
-            containers = list(doc.get("Containers") or [])
-        return cls(doc["ModelName"], tuple(ContainerSpec.from_request(c) for c in containers))
+            containers = doc.get("Containers") or []
+            specs = [
+                ContainerSpec.from_request(c, f"Containers[{i}]") for i, c in enumerate(containers)
+            ]
+        return cls(doc["ModelName"], tuple(specs))
 
 
 @dataclass(frozen=True)
@@ -254,6 +294,8 @@ def check_model_rules(doc: Mapping[str, Any]) -> None:
 def _check_container(container: Mapping[str, Any], path: str) -> None:
     if not container.get("Image"):
         raise ValidationError(f"{path}.Image is required.", f"{path}.Image")
+    if container.get("ModelDataSource") is not None:
+        _check_model_data_source(container, path)
     env = container.get("Environment") or {}
     size = sum(len(k) + len(v) for k, v in env.items())
     if size > MODEL_ENVIRONMENT_LIMIT_BYTES:
@@ -261,6 +303,43 @@ def _check_container(container: Mapping[str, Any], path: str) -> None:
             f"{path}.Environment holds {size} bytes; the limit for all entries together "
             f"is {MODEL_ENVIRONMENT_LIMIT_BYTES} bytes (32 KB).",
             f"{path}.Environment",
+        )
+
+
+def _check_model_data_source(container: Mapping[str, Any], path: str) -> None:
+    """SageMaker's rules for ModelDataSource, documented beside its members."""
+    member = f"{path}.ModelDataSource"
+    if container.get("ModelDataUrl"):
+        raise ValidationError(f"{path}: give ModelDataUrl or ModelDataSource, not both.", member)
+    source = container["ModelDataSource"].get("S3DataSource")
+    if not source:
+        raise ValidationError(f"{member}.S3DataSource is required.", f"{member}.S3DataSource")
+    member += ".S3DataSource"
+    for name in ("ManifestS3Uri", "HubAccessConfig"):
+        if source.get(name) is not None:
+            raise NotBuiltError(
+                f"{member}.{name}: model data from a manifest or a SageMaker hub is not "
+                "built; name the model files with S3Uri."
+            )
+    data_type, compression, uri = source["S3DataType"], source["CompressionType"], source["S3Uri"]
+    if data_type == "S3Prefix" and compression != "None":
+        raise ValidationError(
+            f"{member}.CompressionType is {compression}; with S3DataType S3Prefix it must be "
+            "None (every object under the prefix is a file of the model). A model.tar.gz is "
+            "S3DataType S3Object with CompressionType Gzip.",
+            f"{member}.CompressionType",
+        )
+    if data_type == "S3Prefix" and not uri.endswith("/"):
+        raise ValidationError(
+            f"{member}.S3Uri {uri!r} must end with '/' when S3DataType is S3Prefix (a key "
+            "name prefix, as SageMaker requires).",
+            f"{member}.S3Uri",
+        )
+    if data_type == "S3Object" and uri.endswith("/"):
+        raise ValidationError(
+            f"{member}.S3Uri {uri!r} ends with '/', but S3DataType S3Object names one object; "
+            "use S3Prefix for a prefix.",
+            f"{member}.S3Uri",
         )
 
 

@@ -6,7 +6,8 @@ required members and minimums, so this module walks the same shapes and also che
 the service checks: maximums, patterns (full match, as the service does) and enums.
 
 Deliberate relaxations, so that the same documents run locally:
-- storage URLs (S3Uri, ModelDataUrl) may also be ``file://`` URLs or local paths;
+- storage URLs (S3Uri, ModelDataUrl, ModelDataSource's S3Uri) may also be ``file://`` URLs
+  or local paths;
 - InstanceType accepts any string ("local", "ml.m5.large", ...).
 """
 
@@ -26,7 +27,7 @@ from batchtransform.errors import ValidationError
 __all__ = ["validate_request"]
 
 # Shapes whose pattern only admits S3/HTTPS URLs; locally a file:// URL or a path is fine.
-_STORAGE_URL_SHAPES = frozenset({"S3Uri", "Url"})
+_STORAGE_URL_SHAPES = frozenset({"S3Uri", "Url", "S3ModelUri"})
 _ANY_STRING_SHAPES = frozenset({"TransformInstanceType"})
 _LOCAL_URL = re.compile(r"(file|memory)://.*|/.*|\.{0,2}[^:]*", re.DOTALL)
 # Java regex classes in a few patterns (Tags) that Python's re lacks; close equivalents.

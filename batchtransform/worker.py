@@ -22,7 +22,7 @@ from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transf
 from batchtransform.errors import BatchTransformError, ModelError, RuntimeStartError
 from batchtransform.executors.base import Report
 from batchtransform.instance import ItemResult
-from batchtransform.model_data import fetch_model
+from batchtransform.model_data import fetch_model_data
 from batchtransform.plan import WorkItem
 from batchtransform.runtimes import Runtime, RuntimeContext, create_runtime
 from batchtransform.runtimes.base import DEFAULT_STARTUP_TIMEOUT, STARTUP_TIMEOUT_ENV
@@ -107,13 +107,11 @@ class TransformWorker:
             instance_dir / f"container-{number + 1}" if pipeline else instance_dir
         ) / "model"
         model_dir.mkdir(parents=True, exist_ok=True)
-        if container.model_data_url:
+        if container.model_data is not None:
             try:
-                fetch_model(container.model_data_url, model_dir)
+                fetch_model_data(container.model_data, model_dir)
             except Exception as exc:
-                raise RuntimeStartError(
-                    f"ClientError: could not fetch ModelDataUrl {container.model_data_url}: {exc}"
-                ) from exc
+                raise RuntimeStartError(f"ClientError: could not fetch the model: {exc}") from exc
         name = (container.hostname or f"container-{number + 1}") if pipeline else ""
         self.model_log.write(
             f"Container {number + 1} of {len(self.model.containers)}: {container.image}\n"
@@ -126,6 +124,7 @@ class TransformWorker:
             invocation_timeout=float(self.job.invocation_timeout),
             startup_timeout=_startup_timeout(),
             name=name,
+            notice=self.data_log.write,
         )
 
     def _resolve_batching(self, runtime: Runtime) -> BatchOptions:

@@ -8,7 +8,7 @@ to MaxConcurrentTransforms), and ``stop`` once at the end, also after a failure.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -43,6 +43,8 @@ class RuntimeContext:
     calls its model in-process cannot interrupt it and ignores both.
     ``name`` tells this container's lines apart in a shared log: empty for a single
     container, its ContainerHostname (or ``container-N``) in an inference pipeline.
+    ``notice`` writes a line to the instance's data-log, for what the platform does on the
+    model's behalf (such as installing its requirements.txt); None when there is no log.
     """
 
     image: str
@@ -52,6 +54,7 @@ class RuntimeContext:
     invocation_timeout: float = DEFAULT_INVOCATION_TIMEOUT
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     name: str = ""
+    notice: Callable[[str], None] | None = None
 
 
 class Runtime(abc.ABC):

@@ -15,8 +15,8 @@ The user module is found as the containers find it: ``SAGEMAKER_PROGRAM`` in
 ``SAGEMAKER_SUBMIT_DIRECTORY`` when that is set (the SageMaker SDK points it at
 ``/opt/ml/model/code``, which is the model folder's ``code``, or at a ``sourcedir.tar.gz``
 on S3, which is fetched into the instance's ``code`` folder like /opt/ml/code), else in
-the model folder's ``code``. Its ``requirements.txt`` is not installed: the environment must
-already have what it imports.
+the model folder's ``code``. A ``requirements.txt`` in that folder is installed before the
+handler loads, as the images do, into an environment of the model's own (``requirements``).
 
 Default handlers, after the containers' sources:
 

@@ -7,6 +7,9 @@ framework container runs unchanged:
 * The user module is ``<model_dir>/code/inference.py``, or ``SAGEMAKER_PROGRAM``: a file
   name in ``code/`` (``.py`` may be left off, as the toolkit allows) or an absolute path.
   Its folder goes on ``sys.path`` so that its helper modules import.
+* A ``requirements.txt`` in the code folder is installed first, as the framework images
+  do, into an environment of the model's own that goes on ``sys.path`` after the code
+  folder (see ``requirements`` for the cache and which versions win).
 * Handlers: ``model_fn(model_dir)`` (required), optional ``pre_model_fn(model_dir)`` and
   ``model_warmup_fn(model_dir, model)``; then either ``transform_fn(model, input_data,
   content_type, accept)`` or any of ``input_fn(input_data, content_type)``,
@@ -42,7 +45,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from batchtransform.errors import ModelError, RuntimeStartError
-from batchtransform.runtimes import codecs, media
+from batchtransform.runtimes import codecs, media, requirements
 from batchtransform.runtimes.base import Runtime, RuntimeContext
 
 __all__ = ["DEFAULT_PROGRAM", "PROGRAM_ENV", "HandlerContext", "PythonRuntime"]
@@ -166,6 +169,7 @@ class PythonRuntime(Runtime):
         self._module_name: str | None = None
         self._code_dir: str | None = None
         self._added_sys_path = False
+        self._requirements_paths: list[str] = []
         self._saved_environment: dict[str, str | None] = {}
         self._log_lock = threading.Lock()
 
@@ -211,10 +215,13 @@ class PythonRuntime(Runtime):
                 sys.path.remove(self._code_dir)
             self._code_dir = None
             self._added_sys_path = False
+        requirements.deactivate(self._requirements_paths)
+        self._requirements_paths = []
         self._restore_environment()
 
     def _start(self) -> None:
         self._apply_environment()
+        self._install_requirements()
         program = self.program_path()
         module = self._import(program) if program.is_file() else None
         handlers = _find_handlers(module, program, self.defaults)
@@ -235,6 +242,15 @@ class PythonRuntime(Runtime):
         if path.suffix != ".py" and not path.is_file():
             path = path.with_name(path.name + ".py")
         return path
+
+    def _install_requirements(self) -> None:
+        """The code folder's requirements.txt, installed or reused, put on ``sys.path``."""
+        file = self.program_dir / requirements.REQUIREMENTS_FILE
+        if not file.is_file():
+            return
+        notice = self.context.notice or self._log
+        environment = requirements.prepare(file, self.context.log, notice)
+        self._requirements_paths = requirements.activate(environment)
 
     def _import(self, program: Path) -> ModuleType:
         """Import ``program`` under its own name (``inference``), as the toolkit does, so that
