@@ -143,8 +143,8 @@ def _cache_key(requirements: Path, service_sites: list[str]) -> str:
         digest.update(part.encode() + b"\0")
     for name in sorted(_installed(service_sites)):
         digest.update(name.encode() + b"\0")
-    for path in _requirement_files(requirements, set()):
-        digest.update(str(path).encode() + b"\0" + _read(path) + b"\0")
+    for path in _requirement_files(requirements, set()):  # by content, not by where it is
+        digest.update(_read(path) + b"\0")
     return digest.hexdigest()[:32]
 
 
