@@ -156,7 +156,7 @@ class JobRun:
     def _on_item_lost(self, event: Event) -> None:
         self.in_flight.pop(event.item.index, None)
         objects.remove_partials(event.item.output_url)
-        self._item_failed(event.item, f"{event.item.display}: {event.detail} (tried twice)")
+        self._item_failed(event.item, f"{event.item.display}: {event.detail}")
 
     def _on_instance_lost(self, event: Event) -> None:
         print(f"instance {event.instance}: {event.detail}", file=sys.stderr, flush=True)

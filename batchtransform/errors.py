@@ -11,6 +11,7 @@ they care about and read the context they need from attributes rather than from 
     ├── DataError              the user's data is wrong (file + record/offset)
     ├── ModelError             the model failed a request (status + body)
     ├── RuntimeStartError      a model runtime could not start (model, handler, server)
+    ├── InstanceLostError      an instance cannot go on; its item runs elsewhere
     ├── StorageError           reading or writing the object store failed
     └── UnexpectedStatusException  a waited-for job ended Failed (SageMaker SDK's name)
 
@@ -25,6 +26,7 @@ __all__ = [
     "BatchTransformError",
     "ConflictError",
     "DataError",
+    "InstanceLostError",
     "ModelError",
     "NotBuiltError",
     "NotFoundError",
@@ -140,6 +142,19 @@ class ModelError(BatchTransformError):
 class RuntimeStartError(BatchTransformError):
     """A model runtime could not start: the model did not unpack, the handler did not load,
     or a server never became healthy."""
+
+
+class InstanceLostError(BatchTransformError):
+    """An instance cannot go on: its model runtime died and could not be restarted.
+
+    Raised by a worker, never a file's failure: the executor ends the instance, replaces it
+    and runs its item elsewhere. ``attempts`` caps the item's tries in all (None: the
+    executor's own limit).
+    """
+
+    def __init__(self, message: str, attempts: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class StorageError(BatchTransformError):

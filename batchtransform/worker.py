@@ -19,7 +19,12 @@ from typing import TextIO
 from batchtransform import config, logs, objects
 from batchtransform.data.batch import Batch
 from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transform_stream
-from batchtransform.errors import BatchTransformError, ModelError, RuntimeStartError
+from batchtransform.errors import (
+    BatchTransformError,
+    InstanceLostError,
+    ModelError,
+    RuntimeStartError,
+)
 from batchtransform.executors.base import Report
 from batchtransform.instance import ItemResult
 from batchtransform.model_data import fetch_model_data
@@ -28,6 +33,7 @@ from batchtransform.runtimes import Runtime, RuntimeContext, create_runtime
 from batchtransform.runtimes.base import DEFAULT_STARTUP_TIMEOUT, STARTUP_TIMEOUT_ENV
 from batchtransform.runtimes.serial import SerialRuntime
 from batchtransform.shapes import BatchOptions, ModelSpec, TransformJobSpec, normalize_strategy
+from batchtransform.supervision import SupervisedRuntime
 
 MIB = 1024 * 1024
 _PROGRESS_EVERY_SECONDS = 0.5
@@ -43,7 +49,7 @@ class TransformWorker:
         folder = logs.logs_dir(job.name)
         self.data_log = logs.DataLog(folder / f"{stream}{logs.DATA_LOG_SUFFIX}")
         self.model_log: TextIO = logs.redirect_output(folder / f"{stream}{logs.MODEL_LOG_SUFFIX}")
-        self.runtime: Runtime | None = None
+        self.runtime: SupervisedRuntime | None = None
         self.settings = PipelineSettings()
 
     def start(self) -> None:
@@ -68,12 +74,16 @@ class TransformWorker:
     def process(self, item: WorkItem, report: Report) -> ItemResult:
         stats = PipelineStats()
         reporter = _Throttled(report, stats)
+        if self.runtime is not None:  # a call stuck past the timeout ends the instance
+            self.runtime.watchdog.arm(item.display, report, self.job.invocation_retries + 1)
         try:
             with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
                 chunks = objects.iter_chunks(item.input_url)
                 for chunk in transform_stream(chunks, self.settings, self._invoke, stats):
                     output.write(chunk)
                     reporter.maybe_send()
+        except InstanceLostError:
+            raise  # not the file's doing: the executor runs it elsewhere
         except BatchTransformError as exc:
             return self._failed(item, stats, str(exc))
         except FileNotFoundError as exc:
@@ -90,11 +100,17 @@ class TransformWorker:
         self.data_log.close()
         self.model_log.flush()  # the instance leaves without the interpreter's teardown
 
-    def _start_runtime(self) -> Runtime:
-        """One runtime per container; the containers of a pipeline run in series."""
+    def _start_runtime(self) -> SupervisedRuntime:
+        """One runtime per container; the containers of a pipeline run in series. Kept
+        serving by ``supervision``: restarted from the same model folders if it dies."""
         count = len(self.model.containers)
-        runtimes = [create_runtime(self._container_context(n)) for n in range(count)]
-        runtime = runtimes[0] if count == 1 else SerialRuntime(runtimes)
+        contexts = [self._container_context(n) for n in range(count)]
+        runtime = SupervisedRuntime(
+            lambda: _runtime_for(contexts),
+            self.data_log.write,
+            self.model_log,
+            timeout=float(self.job.invocation_timeout) * count,
+        )
         runtime.start()
         return runtime
 
@@ -154,6 +170,11 @@ class TransformWorker:
     def _failed(self, item: WorkItem, stats: PipelineStats, reason: str) -> ItemResult:
         self.data_log.write(f"{item.display}: {reason}")
         return ItemResult(False, f"{item.display}: {reason}", **_counters(stats))
+
+
+def _runtime_for(contexts: list[RuntimeContext]) -> Runtime:
+    runtimes = [create_runtime(context) for context in contexts]
+    return runtimes[0] if len(runtimes) == 1 else SerialRuntime(runtimes)
 
 
 def _startup_timeout() -> float:

@@ -13,9 +13,21 @@ import abc
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-Report = Callable[[dict[str, Any]], None]
+
+class Report(Protocol):
+    """What a worker gets with each item: a way to send live progress, and a way out."""
+
+    def __call__(self, detail: dict[str, Any]) -> None:
+        """Send live progress to the controller."""
+
+    def abandon(self, reason: str, attempts: int | None = None) -> NoReturn:
+        """End this instance at once, from any thread: for a worker that is stuck or can no
+        longer serve. The executor reports ``reason``, replaces the instance and runs the
+        item again elsewhere, unless it has had ``attempts`` tries already (None: the
+        executor's own limit). Partial outputs are swept by the controller."""
+
 
 # The thread pools of numeric libraries (OpenMP, OpenBLAS, MKL), sized once, when the
 # library loads. An executor sets them for the instances that share a machine's cores.
@@ -30,7 +42,11 @@ class Worker(Protocol):
     def start(self) -> None: ...
 
     def process(self, item: Any, report: Report) -> Any:
-        """Do one item and return a picklable result. ``report`` sends live progress."""
+        """Do one item and return a picklable result. ``report`` sends live progress.
+
+        A worker that cannot go on (its model is gone for good) raises
+        ``errors.InstanceLostError``: the item then runs elsewhere, as when an instance dies.
+        """
         ...
 
     def stop(self) -> None: ...
@@ -71,7 +87,9 @@ class Executor(abc.ABC):
     ) -> bool:
         """Process every item; return False if stopped early (instances are gone either way).
 
-        An item whose instance dies is retried once on another instance, then reported
-        ITEM_LOST. A START_FAILED instance is not replaced; when no instance is left the
-        remaining items are not run and ``run`` returns.
+        Each instance death is reported once (INSTANCE_LOST), whichever way it is noticed,
+        and the instance is replaced while the replacement budget lasts. The item it held
+        runs again on another instance, up to the executor's attempt limit, then is
+        reported ITEM_LOST. A START_FAILED instance is not replaced; when no instance is
+        left the remaining items are not run and ``run`` returns.
         """

@@ -5,6 +5,17 @@ to the executor over its own pipe. Items are handed out one at a time to whichev
 asks, so a slow file never holds up the others. A pipe per instance, rather than one shared
 queue, means an instance killed mid-item cannot corrupt anyone else's channel, and the
 executor always knows which item it held.
+
+Death: an instance's pipe and its process handle both report its end, often in the same
+``wait``; the executor acts on the instance object it still holds, so each death is handled
+once. The item it held runs again on another instance, up to ``MAX_ATTEMPTS`` tries in all
+(a worker may ask for fewer), then is reported lost. A replacement gets a new instance
+number, so its model folder and logs are its own.
+
+Orphans: each instance leads a session of its own, and the processes its model starts
+stay in that session (``sessions``), so when an instance is gone, killed outright
+included, the executor kills whatever is left of its session: model servers and their
+children.
 """
 
 from __future__ import annotations
@@ -22,9 +33,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NoReturn
 
-from batchtransform.errors import BatchTransformError
+from batchtransform.errors import BatchTransformError, InstanceLostError
+from batchtransform.executors import sessions
 from batchtransform.executors.base import (
     SPIN_VARIABLE,
     THREAD_VARIABLES,
@@ -46,7 +58,14 @@ _MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thres
 # 1 GB job ran at 95 % of two cores in 11.1-11.7 s, and in 10.1-10.3 s at 60 % with spins
 # of 2**20 cycles (well under a millisecond), which keeps back-to-back calls as fast.
 _OPENBLAS_SPIN = "20"
-_MAX_ATTEMPTS = 2  # an item whose instance dies is tried once more elsewhere
+# An item whose instance dies runs again elsewhere, up to this many tries in all. A death
+# is not always the file's doing (an instance killed from outside, a machine's memory
+# pressure), so one unlucky retry does not charge the file; three deaths in a row do.
+MAX_ATTEMPTS = 3
+# How long an instance whose controller is gone has to stop its model after SIGTERM before
+# it ends itself outright (a handler stuck in native code never sees the SIGTERM).
+_ORPHAN_GRACE_SECONDS = 10.0
+_LOST_EXIT_CODE = 70  # an instance that abandoned its item (its reason came on the pipe)
 
 
 @dataclass
@@ -57,6 +76,8 @@ class _Instance:
     item: Any = None
     attempts: int = 0
     closing: bool = False  # told to exit, or failed to start: its exit is expected
+    lost: tuple[str, int | None] | None = None  # the instance's own reason for leaving
+    pipe_closed: bool = False
     started: float = field(default_factory=time.monotonic)
 
 
@@ -65,10 +86,11 @@ class LocalExecutor(Executor):
 
     ``grace_seconds`` is how long a stopped instance may take to clean up (discard partial
     outputs) after SIGTERM before it is killed. ``max_replacements`` bounds how many dead
-    instances are replaced over the run, so a model that crashes every process cannot loop.
+    instances are replaced over the run, so a model that crashes every process cannot loop;
+    by default twice the instance count, at least 3.
     """
 
-    def __init__(self, grace_seconds: float = 10.0, max_replacements: int = 3) -> None:
+    def __init__(self, grace_seconds: float = 10.0, max_replacements: int | None = None) -> None:
         self.grace_seconds = grace_seconds
         self.max_replacements = max_replacements
         self._context = multiprocessing.get_context("spawn")
@@ -83,12 +105,18 @@ class LocalExecutor(Executor):
     ) -> bool:
         threads = max(1, (os.cpu_count() or 1) // max(1, instance_count))
         run = _Run(self, factory, on_event, deque((item, 0) for item in items), threads)
+        run.replacements = self._replacements(instance_count)
         try:
-            for index in range(1, instance_count + 1):
-                run.start_instance(index)
+            for _ in range(instance_count):
+                run.start_instance()
             return run.loop(should_stop)
         finally:
             run.shutdown()
+
+    def _replacements(self, instance_count: int) -> int:
+        if self.max_replacements is not None:
+            return self.max_replacements
+        return max(3, 2 * instance_count)
 
 
 class _Run:
@@ -107,10 +135,13 @@ class _Run:
         self.on_event = on_event
         self.pending = pending
         self.instances: dict[int, _Instance] = {}
-        self.replacements = executor.max_replacements
+        self.replacements = 0  # set by the executor
+        self.started = 0  # instances started so far; the next one is numbered one more
         self.threads = threads  # numeric-library threads per instance
 
-    def start_instance(self, index: int) -> None:
+    def start_instance(self) -> None:
+        self.started += 1
+        index = self.started
         parent, child = self.executor._context.Pipe()
         process = self.executor._context.Process(
             target=_instance_main,
@@ -129,11 +160,14 @@ class _Run:
                 return False
             by_handle: dict[Any, _Instance] = {}
             for instance in self.instances.values():
-                by_handle[instance.conn] = instance
+                if not instance.pipe_closed:
+                    by_handle[instance.conn] = instance
                 by_handle[instance.process.sentinel] = instance
             for handle in wait(list(by_handle), timeout=_POLL_SECONDS):
                 instance = by_handle[handle]
-                if instance.index in self.instances:
+                # Its pipe and its sentinel may both be ready: the first handles the death,
+                # and the second must not touch the replacement (nor anything else).
+                if self.instances.get(instance.index) is instance:
                     self._service(instance)
         return True
 
@@ -142,8 +176,8 @@ class _Run:
             while instance.conn.poll():
                 self._handle(instance, *instance.conn.recv())
         except (EOFError, OSError):
-            pass
-        if not instance.process.is_alive():
+            instance.pipe_closed = True  # the sentinel reports the exit, soon if not now
+        if _exited(instance.process):
             self._reap(instance)
 
     def _handle(self, instance: _Instance, kind: str, detail: Any) -> None:
@@ -159,6 +193,9 @@ class _Run:
             item, instance.item = instance.item, None
             self.on_event(Event(EventKind.ITEM_DONE, instance.index, item, detail))
             self._dispatch(instance)
+        elif kind == "lost":
+            reason, attempts = detail
+            instance.lost = (str(reason), attempts)
 
     def _dispatch(self, instance: _Instance) -> None:
         if not self.pending:
@@ -170,37 +207,45 @@ class _Run:
         _send(instance.conn, instance.item)
 
     def _reap(self, instance: _Instance) -> None:
+        """Handle an instance's end, exactly once: it is no longer in ``instances`` after."""
         del self.instances[instance.index]
+        # Before the join, while the dead instance's number cannot be anyone else's.
+        _sweep(instance.process)  # its model servers and their children
         instance.process.join()
         instance.conn.close()
-        if instance.closing and instance.item is None:
+        if instance.closing and instance.item is None and instance.lost is None:
             return
-        reason = _exit_reason(instance.process.exitcode)
+        reason, attempts = instance.lost or (_exit_reason(instance.process.exitcode), None)
         self.on_event(Event(EventKind.INSTANCE_LOST, instance.index, instance.item, reason))
         if instance.item is not None:
-            self._requeue(instance, reason)
+            self._requeue(instance, reason, attempts)
         if self.pending and self.replacements > 0:
             self.replacements -= 1
-            self.start_instance(instance.index)
+            self.start_instance()
 
-    def _requeue(self, instance: _Instance, reason: str) -> None:
-        attempts = instance.attempts + 1
-        if attempts < _MAX_ATTEMPTS:
-            self.pending.appendleft((instance.item, attempts))
-        else:
-            self.on_event(Event(EventKind.ITEM_LOST, instance.index, instance.item, reason))
+    def _requeue(self, instance: _Instance, reason: str, allowed: int | None) -> None:
+        tries = instance.attempts + 1
+        limit = MAX_ATTEMPTS if allowed is None else max(1, min(allowed, MAX_ATTEMPTS))
+        if tries < limit:
+            self.pending.appendleft((instance.item, tries))
+            return
+        said = "once" if tries == 1 else f"{tries} times"
+        detail = f"{reason} (tried {said})"
+        self.on_event(Event(EventKind.ITEM_LOST, instance.index, instance.item, detail))
 
     def shutdown(self) -> None:
-        """Stop every instance still running: SIGTERM (they discard partial work), then kill."""
+        """Stop every instance still running: SIGTERM (they discard partial work), then kill;
+        then whatever their models left running."""
         for instance in self.instances.values():
-            if instance.process.is_alive():
+            if not _exited(instance.process):
                 instance.process.terminate()
         deadline = time.monotonic() + self.executor.grace_seconds
         for instance in self.instances.values():
-            instance.process.join(max(0.0, deadline - time.monotonic()))
-            if instance.process.is_alive():
+            if not _exited(instance.process, max(0.0, deadline - time.monotonic())):
                 instance.process.kill()
-                instance.process.join()
+                _exited(instance.process, None)
+            _sweep(instance.process)
+            instance.process.join()
             instance.conn.close()
         self.instances.clear()
 
@@ -219,6 +264,18 @@ def _instance_environment() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+def _exited(process: BaseProcess, timeout: float | None = 0.0) -> bool:
+    """Whether the process has ended (waiting up to ``timeout``; None: for ever), without
+    reaping it: until it is joined, its number stays its own."""
+    return bool(wait([process.sentinel], timeout))
+
+
+def _sweep(process: BaseProcess) -> None:
+    """Kill what an ended instance left in its session."""
+    if process.pid is not None:
+        sessions.kill_session(process.pid)
+
+
 def _send(conn: Connection, message: Any) -> None:
     with contextlib.suppress(OSError):  # the instance died; its sentinel reports it
         conn.send(message)
@@ -234,26 +291,53 @@ def _exit_reason(exitcode: int | None) -> str:
 # Inside the instance process
 
 
+class _Channel:
+    """The instance's end of its pipe, safe from several threads: the worker's watchdog
+    may abandon the item while the main thread is sending progress."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._lock = threading.Lock()
+
+    def send(self, kind: str, detail: Any) -> None:
+        with self._lock:
+            self.conn.send((kind, detail))
+
+    def __call__(self, detail: dict[str, Any]) -> None:
+        self.send("progress", detail)
+
+    def abandon(self, reason: str, attempts: int | None = None) -> NoReturn:
+        """Tell the executor why, then end this process at once (see ``base.Report``)."""
+        with contextlib.suppress(OSError):
+            self.send("lost", (reason, attempts))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_LOST_EXIT_CODE)
+
+
 def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads: int) -> None:
     """The instance's whole life: build and start the worker, then serve items until told."""
+    sessions.lead_session()  # what the model starts stays in it, to be swept after us
     for name in THREAD_VARIABLES:  # instances share the cores, unless told otherwise
         os.environ.setdefault(name, str(threads))
     os.environ.setdefault(SPIN_VARIABLE, _OPENBLAS_SPIN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _exit_with_parent()
+    channel = _Channel(conn)
     try:
         worker = factory(index)
         worker.start()
     except BaseException as exc:  # a start failure is reported, whatever it is
-        conn.send(("start_failed", _describe(exc)))
+        channel.send("start_failed", _describe(exc))
         return
-    conn.send(("ready", None))
+    channel.send("ready", None)
     try:
         while (item := conn.recv()) is not None:
-            result = worker.process(item, lambda detail: conn.send(("progress", detail)))
-            conn.send(("done", result))
+            channel.send("done", worker.process(item, channel))
     except EOFError:
         pass  # the executor went away
+    except InstanceLostError as exc:
+        channel.send("lost", (exc.message, exc.attempts))
     finally:
         worker.stop()
     _leave()
@@ -280,13 +364,21 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _exit_with_parent() -> None:
-    """An instance must not outlive its controller, even if the controller was SIGKILLed."""
+    """An instance must not outlive its controller, even if the controller was SIGKILLed.
+
+    SIGTERM first, so that the worker stops its model and discards partial outputs; if the
+    main thread is stuck where SIGTERM cannot reach it (a handler in native code), the
+    instance ends its session's other processes and itself.
+    """
     parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(_ORPHAN_GRACE_SECONDS)
+        sessions.kill_session(os.getpid())
+        os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 

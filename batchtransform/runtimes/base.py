@@ -40,7 +40,7 @@ class RuntimeContext:
     ``log`` receives the model's own output lines (the instance log).
     ``invocation_timeout`` bounds each invocation (ModelClientConfig.InvocationsTimeoutInSeconds)
     and ``startup_timeout`` the wait for a model server to become healthy; a runtime that
-    calls its model in-process cannot interrupt it and ignores both.
+    calls its model in-process ignores both (the instance's watchdog bounds its calls).
     ``name`` tells this container's lines apart in a shared log: empty for a single
     container, its ContainerHostname (or ``container-N``) in an inference pipeline.
     ``notice`` writes a line to the instance's data-log, for what the platform does on the
@@ -58,7 +58,14 @@ class RuntimeContext:
 
 
 class Runtime(abc.ABC):
-    """One running model. Subclasses document how they map the SageMaker container contract."""
+    """One running model. Subclasses document how they map the SageMaker container contract.
+
+    ``bounds_invocations`` says whether ``invoke`` itself keeps to ``invocation_timeout`` (a
+    server's client does); where it does not (a handler called in-process), the instance
+    watches each call and ends itself when one outlives the timeout.
+    """
+
+    bounds_invocations = False
 
     def __init__(self, context: RuntimeContext) -> None:
         self.context = context
@@ -88,6 +95,11 @@ class Runtime(abc.ABC):
         """``invoke``, plus the response's content type where the runtime knows it (a
         server's Content-Type header): an inference pipeline hands it to the next container."""
         return self.invoke(payload, content_type, accept), None
+
+    def alive(self) -> bool:
+        """False once the model is known to be gone (its server exited): the instance then
+        restarts the runtime. An in-process model lives as long as the instance does."""
+        return True
 
     @abc.abstractmethod
     def stop(self) -> None:

@@ -17,12 +17,15 @@ with:
   environment as it was when the runtime was created, less any ``SAGEMAKER_*`` and ``SM_*``
   variables that environment carried.
 
-The program runs in a session of its own; its output (stdout and stderr) goes to the
-instance's model log, and its last lines are kept to quote when it fails to start.
-``stop`` ends its whole process group: SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``.
-On Linux the program also gets SIGKILL if the instance dies without stopping it (a
-"parent death signal"); processes it started itself are left to its own signal handling
-in that one case.
+The program runs in a process group of its own, inside the instance's session; its output
+(stdout and stderr) goes to the instance's model log, and its last lines are kept to quote
+when it fails to start. ``stop`` ends its whole process group: SIGTERM, then SIGKILL after
+``STOP_GRACE_SECONDS``. On Linux the program also gets SIGKILL if the instance dies without
+stopping it (a "parent death signal"), and the executor then kills whatever else is left
+in the dead instance's session (the processes the program started).
+
+A server that exits while the job runs is no longer ``alive()``: the instance restarts the
+runtime (a new ``ServerRuntime``) and retries the request.
 
 ``ServerRuntime`` holds what every server runtime shares (the docker runtime is another):
 launch, wait for health within ``startup_timeout``, invoke with ``invocation_timeout``, stop.
@@ -110,7 +113,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A model server process in a session of its own, its output pumped to ``log``.
+    """A model server process in a process group of its own, its output pumped to ``log``.
 
     Start it from a thread that lives as long as it does (the instance's main thread): the
     parent death signal follows the thread that started it.
@@ -131,8 +134,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if _LIBC is not None else None,
+            preexec_fn=_own_group_dying_with_parent,
         )
         assert self._process.stdout is not None
         self._pump = threading.Thread(
@@ -207,6 +209,8 @@ class ServerRuntime(Runtime):
     ``/ping``, asks ``/execution-parameters``, invokes and stops it.
     """
 
+    bounds_invocations = True  # the client's timeout
+
     def __init__(self, context: RuntimeContext) -> None:
         super().__init__(context)
         self._inherited = dict(os.environ)
@@ -255,6 +259,10 @@ class ServerRuntime(Runtime):
                 f"Unable to get response from the model: {self._what()} exited with code "
                 f"{code}; its last output: {self._server.last_output(' | ')}"
             ) from exc
+
+    def alive(self) -> bool:
+        """Whether the server is started and its process still runs."""
+        return self._client is not None and self._server.running()
 
     def stop(self) -> None:
         """Close the connections and end the server's whole process tree. Idempotent."""
@@ -354,7 +362,10 @@ def _signal_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL it when the thread that started it dies."""
-    assert _LIBC is not None
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _own_group_dying_with_parent() -> None:
+    """In the child, before exec: a process group of its own (so ``stop`` can end its whole
+    tree) in the instance's session (so the executor finds what is left if the instance is
+    killed), and SIGKILL when the thread that started it dies, where Linux offers that."""
+    os.setpgid(0, 0)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

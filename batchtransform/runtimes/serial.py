@@ -42,6 +42,7 @@ class SerialRuntime(Runtime):
             raise ValueError("an inference pipeline needs at least one container")
         super().__init__(stages[0].context)
         self.stages = tuple(stages)
+        self.bounds_invocations = all(stage.bounds_invocations for stage in self.stages)
 
     def start(self) -> None:
         """Start every container in order; if one fails, stop those started and say which."""
@@ -77,6 +78,10 @@ class SerialRuntime(Runtime):
                 raise ModelError(message, status=exc.model_status, body=exc.body) from exc
             body_type = answered or media.resolve_accept(None, stage.context.environment)
         return body, body_type
+
+    def alive(self) -> bool:
+        """Whether every container is; the instance restarts them all when one has died."""
+        return all(stage.alive() for stage in self.stages)
 
     def stop(self) -> None:
         """Stop every container, last first; the first error, if any, is raised at the end."""

@@ -1,84 +1,16 @@
-"""Helpers of the fault suite: jobs run for real (detached controller, instance processes,
+"""Fixtures of the fault suite: jobs run for real (detached controller, instance processes,
 model servers, the S3-compatible servers of ``tests/s3servers.py``), faults injected from
-outside, and what must hold afterwards checked every time: exact outputs, exact counts, no
-process of the job left, no multipart upload left open.
+outside, and what must hold afterwards checked every time (``faultkit``): exact outputs,
+exact counts, no process of the job left, no multipart upload left open.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
 import pytest
-from s3servers import S3Server
 
 from batchtransform import Session
-
-JOB_TIMEOUT = 120.0
 
 
 @pytest.fixture
 def session() -> Session:
     return Session()
-
-
-def wait_for_end(session: Session, name: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
-    """The job's description once it has ended; fails the test (never hangs) if it does not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        description = session.describe_transform_job(TransformJobName=name)
-        if description["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return description
-        time.sleep(0.2)
-    raise AssertionError(f"job {name} did not end within {timeout} s")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not in time: {what or condition}"
-        time.sleep(0.05)
-
-
-def processes_with_home(home: Path) -> list[int]:
-    """Live processes (other than this one) whose environment has this BATCHTRANSFORM_HOME:
-    the job's controller, its instances, their model servers and anything those started."""
-    marker = f"BATCHTRANSFORM_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if state != "Z" and marker in environment:
-            found.append(int(entry.name))
-    return found
-
-
-def assert_no_process_left(home: Path, timeout: float = 15.0) -> None:
-    """Nothing the job started outlives it (a few seconds allowed for exits in progress)."""
-    deadline = time.monotonic() + timeout
-    while left := processes_with_home(home):
-        if time.monotonic() > deadline:
-            commands = {pid: _command(pid) for pid in left}
-            raise AssertionError(f"processes left behind by the job: {commands}")
-        time.sleep(0.1)
-
-
-def open_uploads(server: S3Server, bucket: str, prefix: str = "") -> list[str]:
-    """Keys of multipart uploads still open under ``prefix``."""
-    answer = server.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-    return [upload["Key"] for upload in answer.get("Uploads", [])]
-
-
-def _command(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
-    except OSError:
-        return "?"

@@ -16,7 +16,12 @@ does), it listens on 127.0.0.1 at ``SAGEMAKER_BIND_TO_PORT`` and behaves as
 * ``bad-request``: every invocation answers 400 with a message naming the first line;
 * ``hang``: invocations never answer;
 * ``slow``: echoes, taking 0.2 s for each invocation;
-* ``crash``: echoes, but exits at once (code 1) on a body that contains ``crash``.
+* ``crash``: echoes, but exits at once (code 1) on a body that contains ``crash``;
+* ``crash-at``: echoes, but exits at once (code 1) on its ``MODEL_SERVER_CRASH_AT``-th (3rd)
+  invocation: a server that a restart brings back for a while;
+* ``die-for-good``: as ``crash-at``, but only the first server of the job to get there
+  (the one that creates ``MODEL_SERVER_DEATH_FILE``, writing its folder in it) exits, and a
+  server started again in that folder exits at once: a model that cannot be restarted.
 
 ``GET /execution-parameters`` answers ``MODEL_SERVER_EXECUTION_PARAMETERS`` verbatim when
 that is set, else 404. ``GET /stats`` answers how many connections and invocations it has
@@ -126,7 +131,32 @@ def invocation(
     if MODE == "crash" and b"crash" in body:
         print("crashing on a poisoned record", flush=True)
         os._exit(1)
+    if MODE in ("crash-at", "die-for-good") and number == int(
+        os.environ.get("MODEL_SERVER_CRASH_AT", "3")
+    ):
+        crash_now(number)
     return 200, "".join(f"out:{line}\n" for line in lines).encode(), "text/csv"
+
+
+def crash_now(number: int) -> None:
+    """Exit at once on this invocation, unless another server of the job died for good."""
+    if MODE == "die-for-good":
+        try:
+            fd = os.open(
+                os.environ["MODEL_SERVER_DEATH_FILE"], os.O_CREAT | os.O_EXCL | os.O_WRONLY
+            )
+        except FileExistsError:
+            return
+        os.write(fd, os.getcwd().encode())
+        os.close(fd)
+    print(f"crashing on invocation {number}", flush=True)
+    os._exit(1)
+
+
+def died_here() -> bool:
+    """Whether a server in this folder died for good (``die-for-good``)."""
+    death = Path(os.environ.get("MODEL_SERVER_DEATH_FILE", "/nonexistent"))
+    return MODE == "die-for-good" and death.exists() and death.read_text() == os.getcwd()
 
 
 def start_child(pid_file: Path) -> None:
@@ -140,6 +170,9 @@ def main() -> None:
         sys.exit(f"usage: {sys.argv[0]} serve")
     if os.environ.get("MODEL_SERVER_PID_FILE"):
         start_child(Path(os.environ["MODEL_SERVER_PID_FILE"]))
+    if died_here():
+        print("fatal: this model is broken for good", file=sys.stderr, flush=True)
+        sys.exit(3)
     if MODE == "exit-at-start":
         print("fatal: cannot load model weights", file=sys.stderr, flush=True)
         sys.exit(3)
