@@ -28,7 +28,8 @@ Default handlers, after the containers' sources:
 * XGBoost without a user module (algorithm mode): ``model_fn`` loads every file at the top
   of the model folder (``xgboost-model`` as the training job writes it), each pickled or in
   XGBoost's own format, and averages their predictions; ``text/csv`` (delimiter sniffed
-  from the first line, empty fields as NaN) and ``text/libsvm`` / ``text/x-libsvm`` input;
+  from the first line, empty fields as NaN), ``text/libsvm`` / ``text/x-libsvm`` and
+  ``application/x-recordio-protobuf`` (the ``values`` feature of each record) input;
   an empty body answers 204; output ``text/csv``, one prediction a line with a trailing
   newline in batch (``SAGEMAKER_BATCH``), or ``application/json``. The default Accept is
   ``text/csv``. With a user module (``SAGEMAKER_PROGRAM`` or ``code/inference.py``) it has
@@ -39,10 +40,19 @@ Default handlers, after the containers' sources:
   decodes as the inference toolkit does into a float tensor; ``predict_fn`` runs the model
   in eval mode without gradients; ``output_fn`` encodes the tensor as a list.
 
+User code imports the images' own libraries: ``sagemaker_inference`` (from the registry,
+with each image's extra) in all three, ``sagemaker_containers`` in scikit-learn and
+XGBoost, ``sagemaker_xgboost_container`` in XGBoost and
+``sagemaker_pytorch_serving_container`` in PyTorch, the last three as stand-ins from
+``runtimes.compat`` that only these runtimes put on ``sys.path`` (``Framework.compat``).
+A handler's result may be a Flask-style ``Response`` (see ``responses``); a result that is
+not bytes or str is written as the image's server writes it: compact ``json.dumps`` in
+scikit-learn and XGBoost, indented by two spaces in PyTorch (TorchServe).
+
 Differences: the XGBoost container falls over on a one-column CSV (its delimiter sniffer
-finds no delimiter) where we read it with commas; recordio-protobuf input and XGBoost's
-selectable inference output (``SAGEMAKER_INFERENCE_OUTPUT``) are not built; NPY bodies are
-refused when they hold pickled objects (as everywhere in the Python runtime).
+finds no delimiter) where we read it with commas; XGBoost's selectable inference output
+(``SAGEMAKER_INFERENCE_OUTPUT``) is not built; NPY bodies are refused when they hold
+pickled objects (as everywhere in the Python runtime).
 
 scikit-learn, XGBoost and PyTorch are optional extras; a missing one fails the job with an
 error that names the extra to install.
@@ -67,9 +77,10 @@ import numpy as np
 
 from batchtransform.errors import ModelError, RuntimeStartError
 from batchtransform.model_data import fetch_model
-from batchtransform.runtimes import codecs, media
+from batchtransform.runtimes import codecs, compat, media, record_protobuf
 from batchtransform.runtimes.base import RuntimeContext
 from batchtransform.runtimes.python import PythonRuntime
+from batchtransform.runtimes.responses import TOOLKIT_JSON_INDENT
 
 __all__ = [
     "FRAMEWORKS",
@@ -82,8 +93,10 @@ __all__ = [
 ]
 
 SUBMIT_DIRECTORY_ENV = "SAGEMAKER_SUBMIT_DIRECTORY"
+MODEL_DIR_ENV = "SM_MODEL_DIR"
 CONTAINER_MODEL_DIR = "/opt/ml/model"
 LIBSVM_TYPES = ("text/libsvm", "text/x-libsvm")
+RECORDIO_PROTOBUF = "application/x-recordio-protobuf"
 _ECR_REGISTRY = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
 _UTF8_TYPES = (media.CSV, media.JSON)
 
@@ -97,6 +110,8 @@ class Framework:
     ``handlers(user_module, environment)`` gives the default handlers, which may differ
     when there is a user module (XGBoost's algorithm mode has none). ``default_accept`` is
     the container's Accept when the request has none, where it is not the toolkit's JSON.
+    ``compat`` names the stand-in libraries (``runtimes.compat``) its user code may import,
+    and ``json_indent`` how its server writes a handler's result that is not bytes or str.
     """
 
     name: str
@@ -106,6 +121,8 @@ class Framework:
     short_names: frozenset[str]
     handlers: Callable[[bool, Mapping[str, str]], Handlers]
     default_accept: Callable[[bool], str | None] = lambda user_module: None
+    compat: tuple[str, ...] = ()
+    json_indent: int | None = None
 
     def missing(self, module: str) -> str:
         """The message for a framework package that is not installed."""
@@ -128,6 +145,8 @@ class FrameworkRuntime(PythonRuntime):
     def __init__(self, context: RuntimeContext, framework: Framework) -> None:
         super().__init__(context)
         self.framework = framework
+        self.json_indent = framework.json_indent
+        self._compat_active = False
 
     def start(self) -> None:
         """Find the user module, choose the defaults, then start as the Python runtime does;
@@ -136,10 +155,11 @@ class FrameworkRuntime(PythonRuntime):
         user_module = self.program_path().is_file()
         environment = self.context.environment
         self.defaults = self.framework.handlers(user_module, environment)
-        accept = self.framework.default_accept(user_module)
-        if accept and not environment.get(media.DEFAULT_ACCEPT_ENV):
-            environment = {**environment, media.DEFAULT_ACCEPT_ENV: accept}
-            self.context = dataclasses.replace(self.context, environment=environment)
+        self.context = dataclasses.replace(
+            self.context, environment=self._environment(user_module, environment)
+        )
+        compat.activate(self.framework.compat)
+        self._compat_active = True
         try:
             super().start()
         except RuntimeStartError as exc:
@@ -147,6 +167,26 @@ class FrameworkRuntime(PythonRuntime):
             if missing not in self.framework.modules:
                 raise
             raise RuntimeStartError(f"{exc.message}\n{self.framework.missing(missing)}") from exc
+
+    def stop(self) -> None:
+        """Stop as the Python runtime does, and take the image's stand-in libraries away."""
+        super().stop()
+        if self._compat_active:
+            self._compat_active = False
+            compat.deactivate(self.framework.compat)
+
+    def _environment(self, user_module: bool, environment: Mapping[str, str]) -> dict[str, str]:
+        """The job's environment, with the image's default Accept and the model folder in
+        ``SM_MODEL_DIR`` (which the containers' libraries read) where it leaves them unset."""
+        added = {MODEL_DIR_ENV: str(self.context.model_dir)}
+        accept = self.framework.default_accept(user_module)
+        if accept:
+            added[media.DEFAULT_ACCEPT_ENV] = accept
+        result = dict(environment)
+        for key, value in added.items():
+            if not result.get(key):
+                result[key] = value
+        return result
 
     def _program_dir(self) -> Path:
         """Where the user module is: SAGEMAKER_SUBMIT_DIRECTORY, fetched if it is an archive."""
@@ -336,9 +376,13 @@ def _xgboost_input(body: bytes | str, content_type: str | None) -> Any:
     if not data:
         return _NoContent()
     kind = media.media_type(content_type) if content_type else media.CSV
-    if kind not in (media.CSV, *LIBSVM_TYPES):
-        raise _unsupported(content_type, "text/csv, text/libsvm, text/x-libsvm")
+    if kind not in (media.CSV, *LIBSVM_TYPES, RECORDIO_PROTOBUF):
+        raise _unsupported(
+            content_type, f"text/csv, text/libsvm, text/x-libsvm, {RECORDIO_PROTOBUF}"
+        )
     try:
+        if kind == RECORDIO_PROTOBUF:
+            return XGBOOST.require("xgboost").DMatrix(record_protobuf.feature_matrix(data)), kind
         return _dmatrix(data.strip().decode("utf-8"), kind), kind
     except Exception as exc:
         message = f"Loading {kind} data failed, please ensure data is in that format"
@@ -530,26 +574,30 @@ def _unsupported(content_type: str | None, supported: str) -> ModelError:
 SKLEARN = Framework(
     name="scikit-learn",
     extra="sklearn",
-    modules=("sklearn", "joblib"),
+    modules=("sklearn", "joblib", "sagemaker_inference"),
     repositories=frozenset({"sagemaker-scikit-learn"}),
     short_names=frozenset({"sklearn", "scikit-learn"}),
     handlers=_sklearn_handlers,
+    compat=(compat.CONTAINERS,),
 )
 XGBOOST = Framework(
     name="XGBoost",
     extra="xgboost",
-    modules=("xgboost",),
+    modules=("xgboost", "sagemaker_inference"),
     repositories=frozenset({"sagemaker-xgboost", "xgboost"}),
     short_names=frozenset({"xgboost"}),
     handlers=_xgboost_handlers,
     default_accept=lambda user_module: None if user_module else media.CSV,
+    compat=(compat.CONTAINERS, compat.XGBOOST),
 )
 PYTORCH = Framework(
     name="PyTorch",
     extra="pytorch",
-    modules=("torch",),
+    modules=("torch", "sagemaker_inference"),
     repositories=frozenset({"pytorch-inference", "sagemaker-pytorch"}),
     short_names=frozenset({"pytorch"}),
     handlers=_pytorch_handlers,
+    compat=(compat.PYTORCH,),
+    json_indent=TOOLKIT_JSON_INDENT,
 )
 FRAMEWORKS = (SKLEARN, XGBOOST, PYTORCH)

@@ -24,15 +24,15 @@ framework container runs unchanged:
   ``"<message>\\n<traceback>"``.
 
 Unlike the toolkit, content types match without their parameters (see ``codecs``), and
-``transform_fn`` may return any of bytes, str, ``(body, content_type)`` or a JSON-able value
-(which the model server would have written as JSON); the content type it returns is not used.
+``transform_fn`` and ``output_fn`` may return any of bytes, str, ``(body, content_type)``, a
+werkzeug-style Response or a JSON-able value (which the model server would have written as
+JSON, indented by ``json_indent``): see ``responses``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import os
 import sys
 import threading
@@ -45,7 +45,7 @@ from types import MappingProxyType, ModuleType
 from typing import Any
 
 from batchtransform.errors import ModelError, RuntimeStartError
-from batchtransform.runtimes import codecs, media, requirements
+from batchtransform.runtimes import codecs, media, requirements, responses
 from batchtransform.runtimes.base import Runtime, RuntimeContext
 
 __all__ = ["DEFAULT_PROGRAM", "PROGRAM_ENV", "HandlerContext", "PythonRuntime"]
@@ -165,6 +165,7 @@ class PythonRuntime(Runtime):
         super().__init__(context)
         self.defaults: Mapping[str, Callable[..., Any]] = defaults or {}
         self.program_dir = Path(context.model_dir) / "code"
+        self.json_indent: int | None = responses.TOOLKIT_JSON_INDENT
         self._served: _Served | None = None
         self._module_name: str | None = None
         self._code_dir: str | None = None
@@ -196,12 +197,12 @@ class PythonRuntime(Runtime):
         accept = media.resolve_accept(accept, served.context.environment)
         try:
             result = served.transform(payload, content_type, accept)
+            return responses.response_body(result, self.json_indent)
         except ModelError as exc:
             self._log(f"request failed: {exc.message}")
             raise
         except Exception as exc:
             raise self._request_error(exc) from exc
-        return _response_bytes(result), _response_type(result)
 
     def stop(self) -> None:
         """Drop the model, forget the user's modules and path, restore the environment."""
@@ -422,40 +423,6 @@ def _as_rows(data: Any, model: Any) -> Any:
     if one_dimensional and isinstance(features, int) and features > 0 and data.size % features == 0:
         return data.reshape(-1, features)
     return data
-
-
-def _response_bytes(result: Any) -> bytes:
-    """The response body from what transform_fn or output_fn returned.
-
-    A tuple is ``(body, content_type)`` as the toolkit allows; other values than bytes and
-    str are written as JSON, as the model server behind the toolkit does.
-    """
-    if isinstance(result, tuple):
-        result = result[0]
-    if isinstance(result, bytes):
-        return result
-    if isinstance(result, bytearray | memoryview):
-        return bytes(result)
-    if isinstance(result, str):
-        return result.encode("utf-8")
-    try:
-        return json.dumps(result, indent=2, default=_tolist).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        message = f"the handlers returned a {type(result).__name__}, not bytes or str: {exc}"
-        raise ModelError(message, status=500, body=message) from exc
-
-
-def _response_type(result: Any) -> str | None:
-    """The content type of a ``(body, content_type)`` result, else None."""
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], str):
-        return result[1]
-    return None
-
-
-def _tolist(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _exception_message(exc: BaseException) -> str:

@@ -1,0 +1,1 @@
+"""``sagemaker_containers.beta``, as in the original: the home of ``framework``."""

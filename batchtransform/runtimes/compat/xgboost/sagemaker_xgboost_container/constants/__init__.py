@@ -1,0 +1,1 @@
+"""``sagemaker_xgboost_container.constants``."""
