@@ -249,7 +249,7 @@ class PythonRuntime(Runtime):
         file = self.program_dir / requirements.REQUIREMENTS_FILE
         if not file.is_file():
             return
-        notice = self.context.notice or self._log
+        notice = self._log if self.context.notice is None else self.context.notice
         environment = requirements.prepare(file, self.context.log, notice)
         self._requirements_paths = requirements.activate(environment)
 

@@ -12,6 +12,8 @@ from wheels import build_wheel, demo_wheel
 
 from batchtransform.errors import RuntimeStartError
 from batchtransform.runtimes import requirements
+from batchtransform.runtimes.base import RuntimeContext
+from batchtransform.runtimes.python import PythonRuntime
 from batchtransform.runtimes.requirements import prepare
 
 
@@ -203,3 +205,30 @@ def test_a_package_already_imported_in_the_instance_is_refused(
 def test_pip_failures_read_as_one_line(output: str, expected: str) -> None:
     message = requirements._pip_failure(Path("/m/code/requirements.txt"), output)
     assert message == f"code/requirements.txt: {expected} (pip's output is in the instance log)"
+
+
+def test_the_python_runtime_installs_before_import_and_cleans_up_at_stop(
+    tmp_path: Path, batchtransform_home: Path, restore_sys_path: None
+) -> None:
+    model_dir = tmp_path / "model"
+    folder = code_folder(model_dir, "btreqdemo==0.1.0\n")
+    demo_wheel(folder / "wheels")
+    (folder / "inference.py").write_text(
+        "import btreqdemo\n\ndef model_fn(model_dir):\n    return btreqdemo\n\n"
+        "def transform_fn(model, body, content_type, accept):\n    return model.greet(body)\n"
+    )
+    notices = Notices()
+    runtime = PythonRuntime(
+        RuntimeContext(image="batchtransform/python", model_dir=model_dir, notice=notices)
+    )
+    runtime.start()
+    try:
+        assert runtime.invoke(b"hi", "text/csv", "text/csv") == b"0.1.0:hi"
+        environment_paths = [p for p in sys.path if str(batchtransform_home) in p]
+        assert len(environment_paths) == 1
+        assert sys.path.index(environment_paths[0]) == sys.path.index(str(folder)) + 1
+    finally:
+        runtime.stop()
+        sys.modules.pop("btreqdemo", None)
+    assert notices[0].endswith(" installed: btreqdemo 0.1.0")
+    assert not [p for p in sys.path if str(batchtransform_home) in p]
