@@ -4,6 +4,9 @@
 * SageMaker's scikit-learn, XGBoost and PyTorch inference images (any account, region and
   tag) and the short names ``sklearn``, ``xgboost``, ``pytorch`` run in-process too, with
   that image's default handlers (``frameworks``);
+* the Hugging Face PyTorch inference images (``huggingface-pytorch-inference``) and the
+  short name ``huggingface`` run in-process with the Hugging Face inference toolkit's
+  defaults and batches of JSON records (``huggingface``);
 * ``process:///path/to/program``, ``file:///path/to/program`` or a plain absolute path runs
   that model server program on this machine (``process``);
 * any other Image runs in a container engine (``docker``), which must be reachable when
@@ -61,11 +64,14 @@ def create_runtime(context: RuntimeContext) -> Runtime:
     check_image(context.image)
     from batchtransform.runtimes.docker import DockerRuntime
     from batchtransform.runtimes.frameworks import FrameworkRuntime, framework_for_image
+    from batchtransform.runtimes.huggingface import HuggingFaceRuntime, is_huggingface_image
     from batchtransform.runtimes.process import ProcessRuntime, program_of
     from batchtransform.runtimes.python import PythonRuntime
 
     if context.image.split(":", 1)[0] == PYTHON_IMAGE:
         return PythonRuntime(context)
+    if is_huggingface_image(context.image):
+        return HuggingFaceRuntime(context)
     framework = framework_for_image(context.image)
     if framework is not None:
         return FrameworkRuntime(context, framework)
