@@ -14,9 +14,26 @@ import tarfile
 import textwrap
 from pathlib import Path
 
-WORDS = (
-    "good bad movie great awful the a is was film plot i liked hated boring fun story acting"
-).split()
+WORDS = [
+    "good",
+    "bad",
+    "movie",
+    "great",
+    "awful",
+    "the",
+    "a",
+    "is",
+    "was",
+    "film",
+    "plot",
+    "i",
+    "liked",
+    "hated",
+    "boring",
+    "fun",
+    "story",
+    "acting",
+]
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
 LABELS = {0: "NEGATIVE", 1: "POSITIVE"}
 TEXTS = [
