@@ -5,7 +5,9 @@ they care about and read the context they need from attributes rather than from 
 
     BatchTransformError
     ├── ValidationError        a request breaks a rule (field path + rule)   [ValueError]
+    │   └── InvalidLogParameterError   ... of a CloudWatch Logs request
     ├── NotFoundError          a named model or job does not exist           [LookupError]
+    │   └── LogResourceNotFoundError   a log group or stream does not exist
     ├── ConflictError          a name already exists, or a state forbids it
     ├── NotBuiltError          a documented feature not built yet  [NotImplementedError]
     ├── DataError              the user's data is wrong (file + record/offset)
@@ -26,6 +28,8 @@ __all__ = [
     "BatchTransformError",
     "ConflictError",
     "DataError",
+    "InvalidLogParameterError",
+    "LogResourceNotFoundError",
     "InstanceLostError",
     "ModelError",
     "NotBuiltError",
@@ -67,6 +71,18 @@ class NotFoundError(BatchTransformError, LookupError):
 
     code = "ValidationException"
     status = 400
+
+
+class InvalidLogParameterError(ValidationError):
+    """A CloudWatch Logs request with a bad parameter (that API's own code for it)."""
+
+    code = "InvalidParameterException"
+
+
+class LogResourceNotFoundError(NotFoundError):
+    """A CloudWatch Logs group or stream that does not exist (that API's own code for it)."""
+
+    code = "ResourceNotFoundException"
 
 
 class ConflictError(BatchTransformError):

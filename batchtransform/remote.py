@@ -1,9 +1,10 @@
 """``RemoteService``: the ``Service.call`` interface over HTTP, to a ``batchtransform server``.
 
-The requests go out through a real botocore ``sagemaker`` client, which brings SigV4
-signing, retries and response parsing, and proves the server speaks the protocol boto3
-expects. Credentials come from the standard AWS chain (environment, profiles, ...); with
-none configured, requests go unsigned, for a server run with ``--no-auth``.
+The requests go out through real botocore clients (``sagemaker``, and ``logs`` for
+``call_logs``), which bring SigV4 signing, retries and response parsing, and prove the
+server speaks the protocols boto3 expects. Credentials come from the standard AWS chain
+(environment, profiles, ...); with none configured, requests go unsigned, for a server
+run with ``--no-auth``.
 
 Three adjustments make the remote session behave exactly like the embedded one:
 
@@ -35,15 +36,22 @@ from batchtransform.api.protocol import ERROR_CLASS_HEADER, ERROR_FIELD_HEADER
 from batchtransform.errors import (
     BatchTransformError,
     ConflictError,
+    InvalidLogParameterError,
+    LogResourceNotFoundError,
     NotBuiltError,
     NotFoundError,
     ValidationError,
 )
-from batchtransform.service import OPERATIONS
+from batchtransform.service import LOGS_OPERATIONS, OPERATIONS
 
 __all__ = ["RemoteService"]
 
 _PROGRESS_EVENT = "after-call.sagemaker.DescribeTransformJob"
+_BY_NAME: dict[str, type[BatchTransformError]] = {
+    "NotFoundError": NotFoundError,
+    "LogResourceNotFoundError": LogResourceNotFoundError,
+    "NotBuiltError": NotBuiltError,
+}
 
 
 class RemoteService:
@@ -53,6 +61,7 @@ class RemoteService:
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url
         self.client = _client(endpoint_url)
+        self._logs_client: BaseClient | None = None
 
     def call(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run ``operation`` (``CreateTransformJob``, ...) on the server."""
@@ -60,28 +69,43 @@ class RemoteService:
             raise ValidationError(
                 f"Unknown operation {operation!r}; supported: {', '.join(OPERATIONS)}."
             )
-        method = getattr(self.client, xform_name(operation))
-        try:
-            response: dict[str, Any] = method(**dict(request or {}))
-        except ClientError as exc:
-            raise _exception(exc.response) from exc
-        except ParamValidationError as exc:
-            raise ValidationError(str(exc)) from exc
-        except BotoCoreError as exc:
-            error = BatchTransformError(str(exc))
-            error.code = type(exc).__name__
-            raise error from exc
-        response.pop("ResponseMetadata", None)
-        return response
+        return _call(self.client, operation, request)
+
+    def call_logs(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run a CloudWatch Logs read operation (``GetLogEvents``, ...) on the server."""
+        if operation not in LOGS_OPERATIONS:
+            raise InvalidLogParameterError(
+                f"Unknown operation {operation!r}; supported: {', '.join(LOGS_OPERATIONS)}."
+            )
+        if self._logs_client is None:  # made when first needed: most sessions never read logs
+            self._logs_client = _client(self.endpoint_url, "logs")
+        return _call(self._logs_client, operation, request)
 
 
-def _client(endpoint_url: str) -> BaseClient:
+def _call(client: BaseClient, operation: str, request: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One operation through a botocore client, its errors as the package's exceptions."""
+    method = getattr(client, xform_name(operation))
+    try:
+        response: dict[str, Any] = method(**dict(request or {}))
+    except ClientError as exc:
+        raise _exception(exc.response) from exc
+    except ParamValidationError as exc:
+        raise ValidationError(str(exc)) from exc
+    except BotoCoreError as exc:
+        error = BatchTransformError(str(exc))
+        error.code = type(exc).__name__
+        raise error from exc
+    response.pop("ResponseMetadata", None)
+    return response
+
+
+def _client(endpoint_url: str, service: str = "sagemaker") -> BaseClient:
     session = botocore.session.get_session()
     parsers = session.get_component("response_parser_factory")
     parsers.set_parser_defaults(timestamp_parser=_utc_timestamp)
     signing = {} if session.get_credentials() is not None else {"signature_version": UNSIGNED}
     client = session.create_client(
-        "sagemaker",
+        service,
         endpoint_url=endpoint_url,
         region_name=config.region(),
         config=Config(retries={"mode": "standard"}, **signing),
@@ -111,10 +135,10 @@ def _exception(response: Mapping[str, Any]) -> BatchTransformError:
     kind = headers.get(ERROR_CLASS_HEADER.lower())
     if kind == "ValidationError":
         return ValidationError(message, headers.get(ERROR_FIELD_HEADER.lower()))
-    if kind == "NotFoundError":
-        return NotFoundError(message)
-    if kind == "NotBuiltError":
-        return NotBuiltError(message)
+    if kind == "InvalidLogParameterError":
+        return InvalidLogParameterError(message, headers.get(ERROR_FIELD_HEADER.lower()))
+    if kind in _BY_NAME:
+        return _BY_NAME[kind](message)
     if kind == "ConflictError":
         return ConflictError(message, code=code)
     other = BatchTransformError(message)

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
-from batchtransform import config, logs
-from batchtransform.errors import NotBuiltError, UnexpectedStatusException
+from batchtransform.cloudwatch_logs import LOG_GROUP
+from batchtransform.errors import UnexpectedStatusException
 from batchtransform.jobs import JobStatus
 from batchtransform.remote import RemoteService
 from batchtransform.service import OPERATIONS, Service
@@ -78,37 +78,94 @@ class Session:
                 return _checked(description)
             time.sleep(poll)
 
+    def call_logs(self, operation: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run one CloudWatch Logs read operation (``GetLogEvents``, ...) on the jobs' logs."""
+        return self.service.call_logs(operation, request or {})
+
     def logs_for_transform_job(
         self, job_name: str, wait: bool = False, poll: float = 1.0, out: TextIO | None = None
     ) -> None:
         """Print the job's log streams; with ``wait``, follow them until the job ends.
 
-        Logs are files in the state folder (``BATCHTRANSFORM_HOME``) of the machine that runs
-        the job. A remote session reads them when it shares that folder with the server (the
-        same machine); otherwise it raises NotBuiltError, as serving logs is not built yet.
+        The logs are read through the CloudWatch Logs operations, as the SageMaker SDK
+        reads them, so an embedded session and one on a server print the same lines.
         """
         out = out or sys.stdout
-        if isinstance(self.service, RemoteService):
-            self._require_local_job_folder(job_name)
+        self.call("DescribeTransformJob", {"TransformJobName": job_name})  # it exists
 
         def running() -> bool:
             description = self.call("DescribeTransformJob", {"TransformJobName": job_name})
             return wait and not JobStatus(description["TransformJobStatus"]).terminal
 
-        for stream, line in logs.follow(job_name, running, poll):
+        for stream, line in follow_logs(self.call_logs, job_name, running, poll):
             print(f"[{stream}] {line}", file=out, flush=True)
         if wait:
             _checked(self.call("DescribeTransformJob", {"TransformJobName": job_name}))
 
-    def _require_local_job_folder(self, job_name: str) -> None:
-        self.call("DescribeTransformJob", {"TransformJobName": job_name})  # exists remotely
-        folder = config.job_dir(job_name, create=False)
-        if not folder.is_dir():
-            raise NotBuiltError(
-                f"The logs of transform job {job_name!r} are not in this machine's state folder "
-                f"({folder}): logs are files where the server runs, and reading them through "
-                "the API is not built yet; read them on the server's machine."
-            )
+
+def follow_logs(
+    call_logs: Callable[[str, dict[str, Any]], dict[str, Any]],
+    job_name: str,
+    keep_going: Callable[[], bool],
+    poll: float = 1.0,
+) -> Iterator[tuple[str, str]]:
+    """Yield ``(stream, message)`` for every event of the job's streams (``instance-1-...``,
+    ``instance-1-.../data-log``), in time order within each round, then new ones as they
+    come, until ``keep_going()`` is false (asked after a quiet round) and all is read.
+
+    Each stream is read forward from its last ``nextForwardToken``; a token that comes
+    back unchanged means the stream has nothing new.
+    """
+    tokens: dict[str, str] = {}
+    finishing = False
+    while True:
+        streams = _job_streams(call_logs, job_name)
+        events = [event for stream in streams for event in _new_events(call_logs, stream, tokens)]
+        events.sort(key=lambda event: event[0])
+        for _, stream, message in events:
+            yield stream.removeprefix(f"{job_name}/"), message
+        if finishing:
+            return
+        if not events:
+            finishing = not keep_going()  # one more round: the last lines are final now
+            if not finishing:
+                time.sleep(poll)
+
+
+def _job_streams(
+    call_logs: Callable[[str, dict[str, Any]], dict[str, Any]], job_name: str
+) -> list[str]:
+    request: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{job_name}/"}
+    names: list[str] = []
+    while True:
+        page = call_logs("DescribeLogStreams", request)
+        names += [stream["logStreamName"] for stream in page["logStreams"]]
+        if not page.get("nextToken"):
+            return names
+        request = {**request, "nextToken": page["nextToken"]}
+
+
+def _new_events(
+    call_logs: Callable[[str, dict[str, Any]], dict[str, Any]],
+    stream: str,
+    tokens: dict[str, str],
+) -> Iterator[tuple[int, str, str]]:
+    """``(timestamp, stream, message)`` of the stream's events past its token."""
+    while True:
+        request: dict[str, Any] = {
+            "logGroupName": LOG_GROUP,
+            "logStreamName": stream,
+            "startFromHead": True,
+        }
+        if stream in tokens:
+            request["nextToken"] = tokens[stream]
+        page = call_logs("GetLogEvents", request)
+        unchanged = page["nextForwardToken"] == tokens.get(stream)
+        tokens[stream] = page["nextForwardToken"]
+        for event in page["events"]:
+            yield event["timestamp"], stream, event["message"]
+        if unchanged or not page["events"]:
+            return
 
 
 def _checked(description: dict[str, Any]) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from batchtransform import config, runtimes, shapes
+from batchtransform.cloudwatch_logs import LOGS_OPERATIONS, LogsService
 from batchtransform.errors import ConflictError, NotFoundError, ValidationError
 from batchtransform.jobs import JobStatus, transition
 from batchtransform.store import JobRecord, ModelRecord, Query, Store, open_store
 from batchtransform.validation import validate_request
 
-__all__ = ["OPERATIONS", "Service"]
+__all__ = ["LOGS_OPERATIONS", "OPERATIONS", "Service"]
 
 # Starts a new job's controller, given the job's record; returns the controller's process
 # id when it runs in a process of its own.
@@ -77,6 +78,7 @@ class Service:
     def __init__(self, store: Store | None = None, launcher: Launcher | None = None) -> None:
         self.store = store or open_store()
         self.launcher = launcher or _launch_detached
+        self.logs = LogsService(self._job_ended)
 
     def call(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run ``operation`` (``CreateTransformJob``, ...) on a request document."""
@@ -88,6 +90,10 @@ class Service:
         validate_request(operation, request)
         method: Callable[[dict[str, Any]], dict[str, Any]] = getattr(self, _snake(operation))
         return method(request)
+
+    def call_logs(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run a CloudWatch Logs read operation (``GetLogEvents``, ...) on the jobs' logs."""
+        return self.logs.call(operation, request)
 
     # Models
 
@@ -205,6 +211,11 @@ class Service:
             arn = config.arn("transform-job", name)
             raise NotFoundError(f"Could not find transform job '{arn}'.")
         return self._checked(record)
+
+    def _job_ended(self, name: str) -> bool:
+        """Whether a job's logs are complete: it has ended, or it is not (or no longer) known."""
+        record = self.store.get_job(name)
+        return record is None or JobStatus(self._checked(record).status).terminal
 
     def _checked(self, record: JobRecord) -> JobRecord:
         """End a job whose controller process is gone, so that it cannot hang forever."""

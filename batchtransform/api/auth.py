@@ -4,8 +4,9 @@ Rather than re-implement the canonical request, the verifier rebuilds the reques
 client signed (method, path, the headers it lists as signed, the body) as a botocore
 ``AWSRequest`` and lets ``SigV4Auth`` compute the signature for the credential scope in
 the ``Authorization`` header, with the client's ``X-Amz-Date``. Any region is accepted;
-the service must be ``sagemaker`` (the signing name of both the SageMaker API and the
-runtime API). Signatures are compared in constant time.
+the service must be the signing name of the API the request is for: ``sagemaker`` (the
+SageMaker API and the runtime API) or ``logs`` (CloudWatch Logs), with the same
+credentials. Signatures are compared in constant time.
 
 Refusals use the codes AWS JSON 1.x services send, as public reports show them for
 Cognito, Rekognition, ECS and Kinesis (400s), and AWS's common-errors pages for the missing
@@ -43,9 +44,10 @@ from botocore.credentials import Credentials
 
 from batchtransform.api.protocol import ApiError, Request
 
-__all__ = ["MAX_CLOCK_SKEW", "SIGNING_NAME", "Verifier"]
+__all__ = ["LOGS_SIGNING_NAME", "MAX_CLOCK_SKEW", "SIGNING_NAME", "Verifier"]
 
 SIGNING_NAME = "sagemaker"
+LOGS_SIGNING_NAME = "logs"
 MAX_CLOCK_SKEW = dt.timedelta(minutes=15)
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _REQUIRED_SIGNED = ("host", "x-amz-date")
@@ -71,14 +73,15 @@ class Verifier:
             raise ValueError("a Verifier needs at least one access key id and secret")
         self._secrets = dict(credentials)
 
-    def verify(self, request: Request) -> None:
-        """Return if ``request`` is signed by a known key; raise ApiError otherwise."""
+    def verify(self, request: Request, service: str = SIGNING_NAME) -> None:
+        """Return if ``request`` is signed by a known key for ``service`` (the signing name
+        of the API it is for); raise ApiError otherwise."""
         authorization = _parse(request.headers.get("Authorization"))
         secret = self._secrets.get(authorization.access_key_id)
         if secret is None:
             raise _unrecognized()
         timestamp = _timestamp(request)
-        _check_scope(authorization, timestamp)
+        _check_scope(authorization, timestamp, service)
         _check_content_hash(request)
         expected = _signature(request, authorization, timestamp, secret)
         if not hmac.compare_digest(expected, authorization.signature):
@@ -134,9 +137,9 @@ def _timestamp(request: Request) -> str:
     return value
 
 
-def _check_scope(authorization: _Authorization, timestamp: str) -> None:
-    if authorization.service != SIGNING_NAME:
-        raise _invalid(f"Credential should be scoped to correct service: '{SIGNING_NAME}'.")
+def _check_scope(authorization: _Authorization, timestamp: str, service: str) -> None:
+    if authorization.service != service:
+        raise _invalid(f"Credential should be scoped to correct service: '{service}'.")
     if authorization.date != timestamp[:8]:
         raise _invalid(
             f"Date in Credential scope ({authorization.date}) does not match the date of "

@@ -1,7 +1,8 @@
 """The AWS JSON 1.1 protocol on the wire: requests in, JSON bodies and error bodies out.
 
 What botocore expects from a JSON 1.1 service (reference §1.1): ``POST /`` with
-``X-Amz-Target: SageMaker.<Operation>`` and ``Content-Type: application/x-amz-json-1.1``;
+``X-Amz-Target: SageMaker.<Operation>`` (CloudWatch Logs: ``Logs_20140328.<Operation>``)
+and ``Content-Type: application/x-amz-json-1.1``;
 bodies are JSON objects with timestamps as epoch seconds; errors are
 ``{"__type": code, "message": text}`` with a 4xx/5xx status. Every response carries an
 ``x-amzn-RequestId`` header (the server adds it), which botocore reports as
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -45,8 +46,10 @@ __all__ = [
     "CONTENT_TYPE",
     "ERROR_CLASS_HEADER",
     "ERROR_FIELD_HEADER",
+    "LOGS_TARGET_PREFIX",
     "TARGET_PREFIX",
     "ApiError",
+    "JsonApi",
     "Request",
     "Response",
     "check_content_type",
@@ -59,6 +62,7 @@ __all__ = [
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_PREFIX = "SageMaker."
+LOGS_TARGET_PREFIX = "Logs_20140328."
 ERROR_CLASS_HEADER = "X-Batchtransform-Error"
 ERROR_FIELD_HEADER = "X-Batchtransform-Error-Field"
 
@@ -88,6 +92,20 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class JsonApi:
+    """One AWS JSON 1.1 API served on ``POST /``: the ``X-Amz-Target`` prefix that selects
+    it, the signing name its requests are signed for, its operations and what runs one."""
+
+    target_prefix: str
+    signing_name: str
+    operations: tuple[str, ...]
+    call: Callable[[str, dict[str, Any]], dict[str, Any]]
+
+    def serves(self, request: Request) -> bool:
+        return (request.headers.get("X-Amz-Target") or "").startswith(self.target_prefix)
+
+
 class ApiError(Exception):
     """A request the HTTP layer refuses before any operation runs (protocol or auth)."""
 
@@ -109,16 +127,17 @@ def check_content_type(request: Request) -> None:
         )
 
 
-def operation_of(request: Request) -> str:
-    """The operation that ``X-Amz-Target: SageMaker.<Operation>`` names."""
+def operation_of(request: Request, prefix: str = TARGET_PREFIX) -> str:
+    """The operation that ``X-Amz-Target: <prefix><Operation>`` names."""
     target = request.headers.get("X-Amz-Target") or ""
-    if not target.startswith(TARGET_PREFIX) or target == TARGET_PREFIX:
+    if not target.startswith(prefix) or target == prefix:
         raise ApiError(
             "UnknownOperationException",
             400,
-            f"X-Amz-Target must be {TARGET_PREFIX}<Operation>, not {target!r}.",
+            f"X-Amz-Target must be {TARGET_PREFIX}<Operation> or {LOGS_TARGET_PREFIX}<Operation>, "
+            f"not {target!r}.",
         )
-    return target.removeprefix(TARGET_PREFIX)
+    return target.removeprefix(prefix)
 
 
 def decode_body(body: bytes) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 Routes (method, path → handler), with room for the runtime API of real-time endpoints:
 
 ==========================================  =============================================
-``POST /``                                   the SageMaker API (``X-Amz-Target``), signed
+``POST /``                                   the SageMaker API (``X-Amz-Target:
+                                             SageMaker.*``, signed for ``sagemaker``) and
+                                             the CloudWatch Logs API (``Logs_20140328.*``,
+                                             signed for ``logs``; see ``api.logs``)
 ``GET /ping``                                health check: 200, never signed
 ``POST /endpoints/{name}/invocations``       the runtime API: 501 until endpoints exist
 ==========================================  =============================================
@@ -32,8 +35,9 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from batchtransform.api import protocol
-from batchtransform.api.auth import Verifier
-from batchtransform.api.protocol import ApiError, Request, Response
+from batchtransform.api.auth import SIGNING_NAME, Verifier
+from batchtransform.api.logs import logs_api
+from batchtransform.api.protocol import ApiError, JsonApi, Request, Response
 from batchtransform.errors import BatchTransformError
 from batchtransform.service import OPERATIONS, Service
 
@@ -128,6 +132,10 @@ class ApiServer:
     def __init__(self, config: ServerConfig, service: Service | None = None) -> None:
         self.verifier = config.verifier()
         self.service = service or Service()
+        self.apis = (
+            JsonApi(protocol.TARGET_PREFIX, SIGNING_NAME, OPERATIONS, self.service.call),
+            logs_api(self.service),
+        )
         self.router = Router()
         self.router.add("POST", "/", self._api)
         self.router.add("GET", "/ping", self._ping)
@@ -192,18 +200,20 @@ class ApiServer:
             )
 
     def _api(self, request: Request, _: Mapping[str, str]) -> Response:
-        self._authenticate(request)
+        """One operation of the API its target names (SageMaker's when it names none)."""
+        api = next((api for api in self.apis if api.serves(request)), self.apis[0])
+        self._authenticate(request, api.signing_name)
         protocol.check_content_type(request)
-        operation = protocol.operation_of(request)
-        if operation not in OPERATIONS:
+        operation = protocol.operation_of(request, api.target_prefix)
+        if operation not in api.operations:
             raise ApiError(
                 "UnknownOperationException",
                 400,
                 f"Operation {operation} is not supported by this server; supported: "
-                f"{', '.join(OPERATIONS)}.",
+                f"{', '.join(api.operations)}.",
             )
         document = protocol.decode_body(request.body)
-        return protocol.json_response(self.service.call(operation, document))
+        return protocol.json_response(api.call(operation, document))
 
     def _ping(self, _request: Request, _: Mapping[str, str]) -> Response:
         return protocol.json_response({})
@@ -217,9 +227,9 @@ class ApiServer:
             "yet; use a transform job.",
         )
 
-    def _authenticate(self, request: Request) -> None:
+    def _authenticate(self, request: Request, service: str = SIGNING_NAME) -> None:
         if self.verifier is not None:
-            self.verifier.verify(request)
+            self.verifier.verify(request, service)
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -400,7 +400,7 @@ def test_a_remote_session_runs_a_transformer(
     transformer.transform((tmp_path / "in").as_uri(), content_type="text/csv", split_type="Line")
 
     assert (tmp_path / "out" / "a.csv.out").read_bytes() == echoed("1,2\n3,4\n")
-    assert "[sagemaker logs]" in capsys.readouterr().out, "logs stream from the shared folder"
+    assert "[sagemaker logs]" in capsys.readouterr().out, "logs through the Logs API"
     described = transformer.describe()
     assert described["Progress"]["RecordsProcessed"] == 2, "Progress survives botocore"
     assert described["Progress"]["ObjectsCompleted"] == 1
@@ -467,16 +467,3 @@ def test_the_environment_names_the_server(
     assert isinstance(session.service, RemoteService)
     session.create_model(**model_request("m1"))
     assert api_server.client().list_models()["Models"][0]["ModelName"] == "m1"
-
-
-def test_remote_logs_need_the_servers_state_folder(
-    api_server: Any, aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    session = Session(endpoint_url=api_server.endpoint_url)
-    session.create_model(**model_request("m1"))
-    session.create_transform_job(**local_job(tmp_path))
-    monkeypatch.setenv("BATCHTRANSFORM_HOME", str(tmp_path / "another-machine"))
-    with pytest.raises(NotBuiltError, match="not in this machine's state folder"):
-        session.logs_for_transform_job("job-1")
-    with pytest.raises(NotFoundError):
-        session.logs_for_transform_job("ghost")
