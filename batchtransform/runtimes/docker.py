@@ -15,15 +15,20 @@ logged in to it), within the startup timeout. ``stop`` ends the ``docker run`` p
 which forwards the signal, and then removes the container (``<engine> rm --force``)
 whatever state it is in.
 
-Unlike the process runtime, a container survives an instance that is killed outright;
-``docker ps --filter label=batchtransform.model-dir`` finds any that were left.
+A container is not a child of the instance, so neither a parent-death signal nor the
+executor's sweep of a dead instance's session reaches it. Each container therefore has a
+small reaper process of its own session, started with it, that waits on a pipe from the
+instance: when the instance ends without stopping the container (killed outright), the
+pipe closes and the reaper removes the container; ``stop`` dismisses it first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +55,15 @@ MODEL_DIR_LABEL = "batchtransform.model-dir"
 _ENGINE_CHECK_SECONDS = 30.0
 _REMOVE_SECONDS = 60.0
 _QUOTED_ERROR_CHARS = 400
+_REAPER_EXIT_SECONDS = 5.0
+# Reads its standard input to the end: the instance writes a byte when it stops the
+# container itself; end of input without one means the instance died, so remove it.
+_REAPER = (
+    "import subprocess, sys\n"
+    "if not sys.stdin.buffer.read():\n"
+    "    subprocess.run(sys.argv[1:], stdin=subprocess.DEVNULL, capture_output=True, "
+    f"timeout={_REMOVE_SECONDS:g})\n"
+)
 
 
 def find_engine(environment: Mapping[str, str] | None = None) -> str:
@@ -122,10 +136,12 @@ class DockerRuntime(ServerRuntime):
         super().__init__(context)
         self.container_name = f"batchtransform-{uuid.uuid4().hex[:12]}"
         self._engine: str | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
         """Stop the ``docker run`` process, then remove the container."""
         super().stop()
+        self._dismiss_reaper()
         engine, self._engine = self._engine, None
         if engine is None:
             return
@@ -151,7 +167,31 @@ class DockerRuntime(ServerRuntime):
                 "(process:///path/to/program) or batchtransform/python as the Image."
             ) from exc
         self._engine = engine
+        self._start_reaper(engine)
         super()._start()
+
+    def _start_reaper(self, engine: str) -> None:
+        """The process that removes the container if this instance dies without stopping it."""
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-c", _REAPER, engine, "rm", "--force", self.container_name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # outside the instance's session, which is swept
+        )
+
+    def _dismiss_reaper(self) -> None:
+        reaper, self._reaper = self._reaper, None
+        if reaper is None or reaper.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            reaper.stdin.write(b"stopped")
+            reaper.stdin.close()
+        try:
+            reaper.wait(_REAPER_EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            reaper.kill()
+            reaper.wait()
 
     def _command(self, port: int) -> list[str]:
         assert self._engine is not None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,41 @@ def test_a_whole_run_through_the_engine(fake_engine: Path, tmp_path: Path) -> No
     assert f"{model_dir}:/opt/ml/model" in run and "SAGEMAKER_BATCH=true" in run
     assert remove == ["rm", "--force", runtime.container_name]
     assert "listening on 127.0.0.1:" in log.getvalue()
+
+
+# Starts the docker runtime through the stand-in engine, says the container's name, waits.
+_INSTANCE = """
+import io, sys, time
+from pathlib import Path
+from batchtransform.runtimes import create_runtime
+from batchtransform.runtimes.base import RuntimeContext
+runtime = create_runtime(RuntimeContext("team/model:1", Path(sys.argv[1]), {}, io.StringIO()))
+runtime.start()
+print(runtime.container_name, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_an_instance_killed_outright_has_its_container_removed(
+    fake_engine: Path, tmp_path: Path
+) -> None:
+    """A container is no child of the instance: its reaper removes it when the instance
+    dies without stopping it."""
+    (tmp_path / "model").mkdir()
+    instance = subprocess.Popen(
+        [sys.executable, "-c", _INSTANCE, str(tmp_path / "model")], stdout=subprocess.PIPE
+    )
+    try:
+        assert instance.stdout is not None
+        name = instance.stdout.readline().decode().strip()
+        assert name.startswith("batchtransform-")
+        assert ["rm", "--force", name] not in recorded(fake_engine)
+    finally:
+        instance.kill()
+        instance.wait()
+        if instance.stdout is not None:
+            instance.stdout.close()
+    deadline = time.monotonic() + 30
+    while ["rm", "--force", name] not in recorded(fake_engine):
+        assert time.monotonic() < deadline, "the container was not removed"
+        time.sleep(0.05)
