@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import pickle
 import struct
 import sys
 import warnings
@@ -21,7 +22,11 @@ import xgboost
 from batchtransform.runtimes import compat
 
 ALL = (compat.CONTAINERS, compat.XGBOOST, compat.PYTORCH)
-NAMES = ("sagemaker_containers", "sagemaker_xgboost_container", "sagemaker_pytorch_serving_container")
+NAMES = (
+    "sagemaker_containers",
+    "sagemaker_xgboost_container",
+    "sagemaker_pytorch_serving_container",
+)
 
 
 @pytest.fixture
@@ -58,7 +63,10 @@ def test_two_users_share_a_folder_until_the_last_one_leaves() -> None:
     compat.activate([compat.CONTAINERS])
     compat.activate([compat.CONTAINERS])
     compat.deactivate([compat.CONTAINERS])
-    assert module("sagemaker_containers.beta.framework").encoders.encode([1], "application/json") == "[1]"
+    assert (
+        module("sagemaker_containers.beta.framework").encoders.encode([1], "application/json")
+        == "[1]"
+    )
     compat.deactivate([compat.CONTAINERS])
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("sagemaker_containers")
@@ -95,7 +103,9 @@ CSV_DECODES = [
 
 
 @pytest.mark.usefixtures("active")
-@pytest.mark.parametrize(("body", "expected", "kind"), [c[1:] for c in CSV_DECODES], ids=[c[0] for c in CSV_DECODES])
+@pytest.mark.parametrize(
+    ("body", "expected", "kind"), [c[1:] for c in CSV_DECODES], ids=[c[0] for c in CSV_DECODES]
+)
 def test_containers_csv_to_numpy(body: str | bytes, expected: Any, kind: type) -> None:
     encoders = module("sagemaker_containers.beta.framework").encoders
     decoded = encoders.csv_to_numpy(body)
@@ -117,13 +127,21 @@ ROUND_TRIPS = [
 
 
 @pytest.mark.usefixtures("active")
-@pytest.mark.parametrize(("content_type", "value", "encoded"), [c[1:] for c in ROUND_TRIPS], ids=[c[0] for c in ROUND_TRIPS])
-def test_containers_encode_writes_as_the_original(content_type: str, value: Any, encoded: str) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "value", "encoded"),
+    [c[1:] for c in ROUND_TRIPS],
+    ids=[c[0] for c in ROUND_TRIPS],
+)
+def test_containers_encode_writes_as_the_original(
+    content_type: str, value: Any, encoded: str
+) -> None:
     encoders = module("sagemaker_containers.beta.framework").encoders
     assert encoders.encode(value, content_type) == encoded
     if not isinstance(value, dict) and "quotes" not in content_type:
         decoded = encoders.decode(encoded, content_type)
-        assert np.array_equal(decoded.reshape(np.asarray(value).shape), np.asarray(value, dtype=decoded.dtype))
+        assert np.array_equal(
+            decoded.reshape(np.asarray(value).shape), np.asarray(value, dtype=decoded.dtype)
+        )
 
 
 @pytest.mark.usefixtures("active")
@@ -147,7 +165,9 @@ UNSUPPORTED = [
 
 @pytest.mark.usefixtures("active")
 @pytest.mark.parametrize(("function", "content_type", "status"), UNSUPPORTED)
-def test_containers_unsupported_types_raise_unsupported_format_error(function: str, content_type: str | None, status: int) -> None:
+def test_containers_unsupported_types_raise_unsupported_format_error(
+    function: str, content_type: str | None, status: int
+) -> None:
     framework = module("sagemaker_containers.beta.framework")
     with pytest.raises(framework.errors.UnsupportedFormatError) as caught:
         getattr(framework.encoders, function)(b"1", content_type)
@@ -166,7 +186,11 @@ def test_containers_csv_with_a_dtype_that_does_not_fit_is_a_client_error() -> No
 def test_containers_worker_response() -> None:
     worker = module("sagemaker_containers.beta.framework").worker
     response = worker.Response("1,2\n", mimetype="text/csv")
-    assert (response.get_data(), response.get_data(as_text=True), response.data) == (b"1,2\n", "1,2\n", b"1,2\n")
+    assert (response.get_data(), response.get_data(as_text=True), response.data) == (
+        b"1,2\n",
+        "1,2\n",
+        b"1,2\n",
+    )
     assert (response.status_code, response.status, response.mimetype) == (200, "200 OK", "text/csv")
     assert response.content_type == "text/csv; charset=utf-8"
     default = worker.Response(b"{}")
@@ -183,14 +207,20 @@ def test_containers_worker_response() -> None:
 
 
 @pytest.mark.usefixtures("active")
-def test_containers_env_and_transformer_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_containers_env_and_transformer_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     framework = module("sagemaker_containers.beta.framework")
     monkeypatch.setenv("SAGEMAKER_PROGRAM", "featurizer.py")
     monkeypatch.setenv("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path))
     serving = framework.env.ServingEnv()
     assert (serving.module_name, serving.user_entry_point) == ("featurizer", "featurizer.py")
-    assert (serving.default_accept, serving.model_dir, serving.http_port) == ("text/csv", str(tmp_path), "8080")
+    assert (serving.default_accept, serving.model_dir, serving.http_port) == (
+        "text/csv",
+        str(tmp_path),
+        "8080",
+    )
     assert serving.num_cpus >= 1 and serving.num_gpus >= 0
     response = framework.transformer.default_output_fn(np.array([[1, 2]]), "text/csv")
     assert (response.get_data(), response.mimetype) == (b"1,2\n", "text/csv")
@@ -272,7 +302,9 @@ def protobuf_field(number: int, payload: bytes) -> bytes:
     return protobuf_varint(number << 3 | 2) + protobuf_varint(len(payload)) + payload
 
 
-def protobuf_record(values: list[float], keys: list[int] | None = None, shape: int | None = None) -> bytes:
+def protobuf_record(
+    values: list[float], keys: list[int] | None = None, shape: int | None = None
+) -> bytes:
     """A Record with features["values"] a Float32Tensor and a label, per SageMaker's schema."""
     tensor = protobuf_field(1, struct.pack(f"<{len(values)}f", *values))
     if keys is not None:
@@ -280,7 +312,9 @@ def protobuf_record(values: list[float], keys: list[int] | None = None, shape: i
     if shape is not None:
         tensor += protobuf_field(3, protobuf_varint(shape))
     value = protobuf_field(2, tensor)
-    label = protobuf_field(2, protobuf_field(1, protobuf_field(2, protobuf_field(1, struct.pack("<f", 1.0)))))
+    label = protobuf_field(
+        2, protobuf_field(1, protobuf_field(2, protobuf_field(1, struct.pack("<f", 1.0))))
+    )
     return protobuf_field(1, protobuf_field(1, b"values") + protobuf_field(2, value)) + label
 
 
@@ -292,19 +326,31 @@ def recordio(records: list[bytes]) -> bytes:
 
 
 # One Record, features {"values": Float32Tensor(values=[1.0, 2.0])}, framed, written out by hand.
-HAND_MADE = bytes.fromhex("0a23d7ce" "18000000" "0a16" "0a06" + b"values".hex() + "120c" "120a" "0a08" "0000803f" "00000040")
+HAND_MADE = bytes.fromhex(
+    "0a23d7ce180000000a160a06" + b"values".hex() + "120c120a0a080000803f00000040"
+)
 
 
 @pytest.mark.usefixtures("active")
 def test_xgboost_recordio_protobuf_dense_and_sparse(booster: Any) -> None:
     encoder = module("sagemaker_xgboost_container.encoder")
-    assert encoder.recordio_protobuf_to_dmatrix(HAND_MADE).get_data().toarray().tolist() == [[1.0, 2.0]]
+    assert encoder.recordio_protobuf_to_dmatrix(HAND_MADE).get_data().toarray().tolist() == [
+        [1.0, 2.0]
+    ]
     dense = recordio([protobuf_record(np.float32(row).tolist()) for row in FEATURES])
     matrix = encoder.decode(dense, "application/x-recordio-protobuf")
     expected = predictions(booster, xgboost.DMatrix(FEATURES.astype(np.float32)))
     assert predictions(booster, matrix) == expected
-    sparse = recordio([protobuf_record([0.5], keys=[2], shape=3), protobuf_record([0.25, 0.75], keys=[0, 1], shape=3)])
-    assert encoder.recordio_protobuf_to_dmatrix(sparse).get_data().toarray().tolist() == [[0, 0, 0.5], [0.25, 0.75, 0]]
+    sparse = recordio(
+        [
+            protobuf_record([0.5], keys=[2], shape=3),
+            protobuf_record([0.25, 0.75], keys=[0, 1], shape=3),
+        ]
+    )
+    assert encoder.recordio_protobuf_to_dmatrix(sparse).get_data().toarray().tolist() == [
+        [0, 0, 0.5],
+        [0.25, 0.75, 0],
+    ]
     with pytest.raises(ValueError, match="no 'values' feature"):
         encoder.recordio_protobuf_to_dmatrix(recordio([protobuf_field(3, b"uid")]))
 
@@ -315,7 +361,10 @@ def test_xgboost_decode_refuses_other_types_and_json_to_jsonlines() -> None:
     errors = module("sagemaker_containers.beta.framework").errors
     with pytest.raises(errors.UnsupportedFormatError, match="application/json is not supported"):
         encoder.decode("[1]", "application/json")
-    assert encoder.json_to_jsonlines({"predictions": [{"score": 1}, {"score": 2}]}) == b'{"score": 1}\n{"score": 2}\n'
+    assert (
+        encoder.json_to_jsonlines({"predictions": [{"score": 1}, {"score": 2}]})
+        == b'{"score": 1}\n{"score": 2}\n'
+    )
     with pytest.raises(ValueError, match="not compatible"):
         encoder.json_to_jsonlines('{"a": [], "b": []}')
 
@@ -338,7 +387,9 @@ def test_xgboost_data_utils_refuses_bad_content_types() -> None:
     data_utils = module("sagemaker_xgboost_container.data_utils")
     with pytest.raises(data_utils.UserError, match="label_size must be equal to 1"):
         data_utils.get_content_type("text/csv; label_size=2")
-    with pytest.raises(data_utils.UserError, match="application/json is not an accepted ContentType"):
+    with pytest.raises(
+        data_utils.UserError, match="application/json is not an accepted ContentType"
+    ):
         data_utils.get_content_type("application/json")
 
 
@@ -369,8 +420,25 @@ def test_pytorch_default_handler(tmp_path: Path) -> None:
     with pytest.raises(errors.UnsupportedFormatError):
         handler.default_output_fn(prediction, "text/html")
     (tmp_path / "other.pt").write_bytes(b"")
-    with pytest.raises(ValueError, match="Exactly one .pth or .pt file"):
+    with pytest.raises(ValueError, match=r"Exactly one \.pth or \.pt file"):
         handler.default_model_fn(str(tmp_path))
     (tmp_path / "weights.pth").unlink()
     with pytest.raises(handlers.ModelLoadError, match="saved using torchscript"):
         handler.default_model_fn(str(tmp_path))
+
+
+def test_xgboost_algorithm_mode_reads_recordio_protobuf(booster: Any, tmp_path: Path) -> None:
+    from batchtransform.runtimes import create_runtime
+    from batchtransform.runtimes.base import RuntimeContext
+
+    (tmp_path / "xgboost-model").write_bytes(pickle.dumps(booster))
+    image = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
+    runtime = create_runtime(RuntimeContext(image, tmp_path, {"SAGEMAKER_BATCH": "true"}))
+    body = recordio([protobuf_record(np.float32(row).tolist()) for row in FEATURES])
+    runtime.start()
+    try:
+        answer = runtime.invoke(body, "application/x-recordio-protobuf", "text/csv")
+    finally:
+        runtime.stop()
+    expected = booster.predict(xgboost.DMatrix(FEATURES.astype(np.float32))).tolist()
+    assert answer == "".join(f"{value}\n" for value in expected).encode()
