@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test test-slow check format lint types bench clean
 
+# torch comes first from a CPU-only wheel in pip's find-links when one is there (the
+# registry's default Linux wheel brings several GB of CUDA libraries), else from the
+# registry with the [huggingface] extra; its own dependencies come with the extra.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-index --no-deps torch 2>/dev/null || true
+	$(BIN)/pip install --quiet -e '.[dev,huggingface]'
 	touch $(STAMP)
 
 install: $(STAMP)

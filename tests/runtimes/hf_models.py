@@ -8,11 +8,14 @@ labels. Nothing is downloaded: the Hub is switched off for the test process as w
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import tarfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 WORDS = [
     "good",
@@ -114,3 +117,28 @@ def pack(folder: Path, archive: Path) -> Path:
         for path in sorted(folder.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
     return archive
+
+
+def json_lines(records: list[Any]) -> bytes:
+    return b"".join(json.dumps(record).encode() + b"\n" for record in records)
+
+
+def answer_lines(body: bytes) -> list[Any]:
+    assert body.endswith(b"\n")
+    return [json.loads(line) for line in body[:-1].split(b"\n")]
+
+
+def assert_close(actual: Any, expected: Any) -> None:
+    """Equal structure and labels; scores equal to float32 rounding (a padded batch)."""
+    if isinstance(expected, float):
+        assert math.isclose(actual, expected, rel_tol=1e-5, abs_tol=1e-6), (actual, expected)
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (actual, expected)
+        for a, e in zip(actual, expected, strict=True):
+            assert_close(a, e)
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict) and actual.keys() == expected.keys(), (actual, expected)
+        for key in expected:
+            assert_close(actual[key], expected[key])
+    else:
+        assert actual == expected

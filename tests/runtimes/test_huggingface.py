@@ -6,14 +6,22 @@ handlers, and the start errors (an unknown task, no task to infer)."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtimes.hf_models import IMAGE, TEXTS, add_code, build_text_classifier, keep_offline
+from runtimes.hf_models import (
+    IMAGE,
+    TEXTS,
+    add_code,
+    answer_lines,
+    assert_close,
+    build_text_classifier,
+    json_lines,
+    keep_offline,
+)
 
 from batchtransform.errors import ModelError, RuntimeStartError
 from batchtransform.runtimes import create_runtime
@@ -100,31 +108,6 @@ def with_code(classifier: Path, tmp_path: Path, handler: str) -> Path:
     for path in classifier.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
     return add_code(folder, handler)
-
-
-def json_lines(records: list[Any]) -> bytes:
-    return b"".join(json.dumps(record).encode() + b"\n" for record in records)
-
-
-def answer_lines(body: bytes) -> list[Any]:
-    assert body.endswith(b"\n")
-    return [json.loads(line) for line in body[:-1].split(b"\n")]
-
-
-def assert_close(actual: Any, expected: Any) -> None:
-    """Equal structure and labels; scores equal to float32 rounding (a padded batch)."""
-    if isinstance(expected, float):
-        assert math.isclose(actual, expected, rel_tol=1e-5, abs_tol=1e-6), (actual, expected)
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), (actual, expected)
-        for a, e in zip(actual, expected, strict=True):
-            assert_close(a, e)
-    elif isinstance(expected, dict):
-        assert isinstance(actual, dict) and actual.keys() == expected.keys(), (actual, expected)
-        for key in expected:
-            assert_close(actual[key], expected[key])
-    else:
-        assert actual == expected
 
 
 # --- single requests, as the toolkit answers them ------------------------------------------
