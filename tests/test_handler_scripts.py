@@ -17,7 +17,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xgboost
 from documents import job_request
 from handlers import HANDLERS, source
@@ -305,7 +304,17 @@ def test_the_toolkits_errors_keep_their_status(
 # The PyTorch image's default handler
 
 
+def require_torch() -> Any:
+    """torch, which ``make install`` brings with the test extras; missing, the test fails."""
+    try:
+        import torch
+    except ImportError:
+        pytest.fail("this test needs torch: install the test extras as `make install` does")
+    return torch
+
+
 def test_a_pytorch_script_with_the_images_default_handler(session: Session, tmp_path: Path) -> None:
+    torch = require_torch()
     torch.manual_seed(0)
     network = script_module("pytorch_regressor.py", compat.PYTORCH).Regressor()
     weights = io.BytesIO()
