@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The clients a SageMaker user runs against the server (SDK v2, AWS CLI v1), for the tests
+# that run them: a virtualenv of their own, as both pin older libraries than the project.
+CLIENTS := .venv-clients
+CLIENTS_STAMP := $(CLIENTS)/.installed
 
-.PHONY: install demo test test-slow check format lint types bench clean
+.PHONY: install clients demo test test-slow check format lint types bench clean
 
 # torch comes first from a CPU-only wheel in pip's find-links when one is there (the
 # registry's default Linux wheel brings several GB of CUDA libraries), else from the
@@ -18,10 +22,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(CLIENTS_STAMP):
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install --quiet --upgrade pip
+	$(CLIENTS)/bin/pip install --quiet 'sagemaker>=2,<3' 'awscli>=1,<2'
+	touch $(CLIENTS_STAMP)
+
+clients: $(CLIENTS_STAMP)
+
 demo: $(STAMP)
 	BATCHTRANSFORM_HOME=$(CURDIR)/.demo/home $(BIN)/python examples/demo/run_demo.py $(CURDIR)/.demo
 
-test: $(STAMP)
+test: $(STAMP) $(CLIENTS_STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 # The long fault cases, which CI runs as well.

@@ -7,7 +7,9 @@ them (the model log with its ``.times`` notes, the data-log with its own times).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from clients import client_program
 
 GROUP = "/aws/sagemaker/TransformJobs"
 STREAM = "job-a/instance-1-1700000000"
@@ -391,3 +394,51 @@ def test_an_unsigned_logs_request_is_refused(api_server: Any) -> None:
     )
     assert response.status_code == 403
     assert response.json()["__type"] == "MissingAuthenticationTokenException"
+
+
+# The AWS CLI
+
+
+def test_the_aws_cli_reads_the_logs(api_server: Any, job_logs: Path, tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": api_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": api_server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+    def aws(*args: str) -> Any:
+        command = [client_program("aws"), "logs", *args, "--endpoint-url", api_server.endpoint_url]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    events = aws(
+        "get-log-events",
+        "--log-group-name",
+        GROUP,
+        "--log-stream-name",
+        STREAM,
+        "--start-from-head",
+    )
+    assert messages(events) == [f"model line {n}" for n in range(5)]
+    assert events["nextForwardToken"] == "f/" + "5".zfill(56) + "/s"
+    streams = aws(
+        "describe-log-streams", "--log-group-name", GROUP, "--log-stream-name-prefix", "job-a/"
+    )
+    assert [s["logStreamName"] for s in streams["logStreams"]] == [STREAM, DATA_LOG]
+    found = aws("filter-log-events", "--log-group-name", GROUP, "--filter-pattern", "ClientError")
+    assert [e["logStreamName"] for e in found["events"]] == [DATA_LOG]
+
+    command = [client_program("aws"), "logs", "get-log-events", "--log-group-name", GROUP]
+    command += ["--log-stream-name", "job-a/nothing", "--endpoint-url", api_server.endpoint_url]
+    missing = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 255, "AWS CLI v1 exits 255 on a service error"
+    assert (
+        "An error occurred (ResourceNotFoundException) when calling the GetLogEvents "
+        "operation: The specified log stream does not exist." in missing.stderr
+    )
