@@ -442,3 +442,33 @@ def test_xgboost_algorithm_mode_reads_recordio_protobuf(booster: Any, tmp_path: 
         runtime.stop()
     expected = booster.predict(xgboost.DMatrix(FEATURES.astype(np.float32))).tolist()
     assert answer == "".join(f"{value}\n" for value in expected).encode()
+
+
+IMPORTS_CONTAINERS = """
+from sagemaker_containers.beta.framework import encoders, worker
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    return worker.Response(encoders.encode([[1, 2]], accept), mimetype=accept)
+"""
+
+
+def test_only_the_matching_runtimes_see_the_stand_ins(tmp_path: Path) -> None:
+    from batchtransform.errors import RuntimeStartError
+    from batchtransform.runtimes import create_runtime
+    from batchtransform.runtimes.base import RuntimeContext
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(IMPORTS_CONTAINERS)
+    sklearn = create_runtime(RuntimeContext("sklearn", tmp_path))
+    sklearn.start()
+    try:
+        assert sklearn.invoke_with_type(b"", "text/csv", "text/csv") == (b"1,2\n", "text/csv")
+    finally:
+        sklearn.stop()
+    assert "sagemaker_containers" not in sys.modules, "forgotten when the runtime stops"
+    for image in ("batchtransform/python", "pytorch"):
+        with pytest.raises(RuntimeStartError, match="No module named 'sagemaker_containers'"):
+            create_runtime(RuntimeContext(image, tmp_path)).start()
