@@ -33,7 +33,7 @@ Default handlers, after the containers' sources:
   an empty body answers 204; output ``text/csv``, one prediction a line with a trailing
   newline in batch (``SAGEMAKER_BATCH``), or ``application/json``. The default Accept is
   ``text/csv``. With a user module (``SAGEMAKER_PROGRAM`` or ``code/inference.py``) it has
-  no default ``model_fn``, decodes CSV and libsvm to a DMatrix, predicts with
+  no default ``model_fn``, decodes CSV, libsvm and recordio-protobuf to a DMatrix, predicts with
   ``model.predict(data, validate_features=False)`` and encodes as scikit-learn does.
 * PyTorch (sagemaker-pytorch-inference-toolkit): ``model_fn`` loads TorchScript
   ``model.pt`` (or the one ``.pt``/``.pth`` file) onto the GPU if there is one; ``input_fn``
@@ -392,9 +392,14 @@ def _xgboost_input(body: bytes | str, content_type: str | None) -> Any:
 def _xgboost_user_input(body: bytes | str, content_type: str | None) -> Any:
     """User mode (the container's ``encoder.decode``): the body as a DMatrix."""
     kind = media.media_type(content_type) if content_type else ""
-    if kind not in (media.CSV, *LIBSVM_TYPES):
-        raise _unsupported(content_type, "text/csv, text/libsvm, text/x-libsvm")
+    if kind not in (media.CSV, *LIBSVM_TYPES, RECORDIO_PROTOBUF):
+        raise _unsupported(
+            content_type, f"text/csv, text/libsvm, text/x-libsvm, {RECORDIO_PROTOBUF}"
+        )
     try:
+        if kind == RECORDIO_PROTOBUF:
+            data = body.encode("latin-1") if isinstance(body, str) else body
+            return XGBOOST.require("xgboost").DMatrix(record_protobuf.feature_matrix(data))
         return _dmatrix(_text(body), kind)
     except Exception as exc:
         raise _bad_request(f"cannot decode the {kind} request body", exc) from exc

@@ -472,3 +472,34 @@ def test_only_the_matching_runtimes_see_the_stand_ins(tmp_path: Path) -> None:
     for image in ("batchtransform/python", "pytorch"):
         with pytest.raises(RuntimeStartError, match="No module named 'sagemaker_containers'"):
             create_runtime(RuntimeContext(image, tmp_path)).start()
+
+
+XGBOOST_USER_MODULE = """
+import os
+import pickle
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "xgboost-model"), "rb") as f:
+        return pickle.load(f)
+"""
+
+
+def test_xgboost_user_mode_default_input_reads_recordio_protobuf(
+    booster: Any, tmp_path: Path
+) -> None:
+    from batchtransform.runtimes import create_runtime
+    from batchtransform.runtimes.base import RuntimeContext
+
+    (tmp_path / "xgboost-model").write_bytes(pickle.dumps(booster))
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(XGBOOST_USER_MODULE)
+    runtime = create_runtime(RuntimeContext("xgboost", tmp_path))
+    body = recordio([protobuf_record(np.float32(row).tolist()) for row in FEATURES])
+    runtime.start()
+    try:
+        answer = runtime.invoke(body, "application/x-recordio-protobuf", "application/json")
+    finally:
+        runtime.stop()
+    assert (
+        json.loads(answer) == booster.predict(xgboost.DMatrix(FEATURES.astype(np.float32))).tolist()
+    )
