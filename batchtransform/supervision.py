@@ -24,13 +24,13 @@ itself a ``Runtime``:
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import TextIO
 
 from batchtransform.errors import InstanceLostError, ModelError
@@ -87,8 +87,11 @@ class SupervisedRuntime(Runtime):
         try:
             if runtime.bounds_invocations:
                 return runtime.invoke_with_type(payload, content_type, accept)
-            with self.watchdog.watching():
+            token = self.watchdog.enter()
+            try:
                 return runtime.invoke_with_type(payload, content_type, accept)
+            finally:
+                self.watchdog.leave(token)
         except ModelError as exc:
             if exc.model_status is None and not runtime.alive():
                 self._restart(generation, exc)
@@ -154,6 +157,7 @@ class Watchdog:
     def __init__(self, timeout: float, notice: Callable[[str], None], log: TextIO) -> None:
         self.timeout, self._notice, self._log = timeout, notice, log
         self._calls: dict[int, tuple[float, int]] = {}  # token -> (deadline, thread)
+        self._tokens = itertools.count()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,19 +168,20 @@ class Watchdog:
     def arm(self, item: str, report: Report, attempts: int) -> None:
         self._item, self._report, self._attempts = item, report, attempts
 
-    @contextmanager
-    def watching(self) -> Iterator[None]:
-        token = object()
+    def enter(self) -> int:
+        """Watch a call that starts now in this thread; returns its token for ``leave``."""
+        token = next(self._tokens)
         with self._lock:
-            self._calls[id(token)] = (time.monotonic() + self.timeout, threading.get_ident())
+            self._calls[token] = (time.monotonic() + self.timeout, threading.get_ident())
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="watchdog", daemon=True)
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                del self._calls[id(token)]
+        return token
+
+    def leave(self, token: int) -> None:
+        """The call ``token`` is over."""
+        with self._lock:
+            del self._calls[token]
 
     def close(self) -> None:
         self._closed.set()

@@ -50,7 +50,7 @@ def session_members(session: int) -> list[int]:
 
 def kill_session(session: int) -> int:
     """SIGKILL every process of ``session`` but this one; returns how many were killed."""
-    killed = 0
+    killed: set[int] = set()
     for _ in range(_SWEEPS):
         members = session_members(session)
         if not members:
@@ -58,8 +58,8 @@ def kill_session(session: int) -> int:
         for pid in members:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
-    return killed
+                killed.add(pid)
+    return len(killed)
 
 
 def _stat_fields(path: Path) -> list[str] | None:
