@@ -23,6 +23,7 @@ Defaults, as the toolkit's handler service has them (``hf_handlers`` holds the c
   the request's ``inputs`` and its ``parameters`` as keyword arguments; ``output_fn``
   writes compact JSON (CSV and NPY on request).
 * Every handler error answers 400, as the toolkit's ``handle`` does, so it is not retried.
+* Requests reach the model one at a time (``HuggingFaceRuntime.invoke_with_type``).
 
 Beyond the toolkit: ``application/jsonlines`` is read and written like JSON; a record that
 is not a JSON object is its own ``inputs``; and a request that holds several JSON records,
@@ -40,6 +41,7 @@ pipelines.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,6 +89,7 @@ class HuggingFaceRuntime(FrameworkRuntime):
 
     def __init__(self, context: RuntimeContext) -> None:
         super().__init__(context, HUGGINGFACE)
+        self._one_call_at_a_time = threading.Lock()
 
     def start(self) -> None:
         """Start as the framework runtime does; an error of our own from the default
@@ -104,12 +107,18 @@ class HuggingFaceRuntime(FrameworkRuntime):
     def invoke_with_type(
         self, payload: bytes, content_type: str | None, accept: str | None
     ) -> tuple[bytes, str | None]:
-        """One request as the toolkit serves it, or a batch of JSON records (module doc)."""
+        """One request as the toolkit serves it, or a batch of JSON records (module doc).
+
+        Requests run one at a time: a fast tokenizer used from two threads at once fails
+        with "Already borrowed" (huggingface/tokenizers#537), and one pipeline call
+        already keeps the cores busy; MaxConcurrentTransforms still overlaps reading and
+        writing with the model's work."""
         try:
-            records = self._batch_records(payload, content_type)
-            if records is None:
-                return super().invoke_with_type(payload, content_type, accept)
-            return self._invoke_batch(records, accept)
+            with self._one_call_at_a_time:
+                records = self._batch_records(payload, content_type)
+                if records is None:
+                    return super().invoke_with_type(payload, content_type, accept)
+                return self._invoke_batch(records, accept)
         except ModelError as exc:
             raise _as_toolkit_error(exc) from exc
 

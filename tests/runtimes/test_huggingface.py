@@ -319,3 +319,33 @@ def test_a_task_that_cannot_be_inferred_asks_for_hf_task(tmp_path: Path) -> None
     (tmp_path / "odd" / "config.json").write_text('{"architectures": ["SomethingNew"]}')
     message = start_error(tmp_path / "odd")
     assert "'SomethingNew'" in message and "set HF_TASK to one of" in message
+
+
+OVERLAP_PROBE = """
+    import threading
+    import time
+
+    RUNNING = []
+    MOST = [0]
+    LOCK = threading.Lock()
+
+    def predict_fn(data, model):
+        with LOCK:
+            RUNNING.append(1)
+            MOST[0] = max(MOST[0], len(RUNNING))
+        time.sleep(0.05)  # long enough for another thread to come in, were it let in
+        with LOCK:
+            RUNNING.pop()
+        return [MOST[0]]
+"""
+
+
+def test_requests_reach_the_model_one_at_a_time(classifier: Path, tmp_path: Path) -> None:
+    """Fast tokenizers fail when two threads use one at once, so concurrent requests
+    (MaxConcurrentTransforms) take turns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = with_code(classifier, tmp_path, OVERLAP_PROBE)
+    with running(model) as runtime, ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(lambda _: runtime.invoke(b'"x"', JSON, JSON), range(8)))
+    assert max(json.loads(body)[0] for body in bodies) == 1
