@@ -173,3 +173,25 @@ def test_a_killed_instance_leaves_no_model_server_nor_its_children(
     assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
     assert outputs(tmp_path / "out") == {"a.csv.out": echoed(files["a.csv"])}
     assert_no_process_left(batchtransform_home)
+
+
+def test_a_killed_controller_leaves_no_instance_nor_model_server(
+    session: Session, tmp_path: Path, batchtransform_home: Path
+) -> None:
+    """Instances notice that their controller is gone and end, their model servers (and the
+    servers' children) with them."""
+    pid_file = tmp_path / "pids"
+    program = f"process://{write_launcher(tmp_path)}"
+    environment = {"MODEL_SERVER_MODE": "slow", "MODEL_SERVER_PID_FILE": str(pid_file)}
+    session.create_model(
+        ModelName="m1", PrimaryContainer={"Image": program, "Environment": environment}
+    )
+    files = {f"f{i}.csv": "".join(f"{n}\n" for n in range(50)) for i in range(2)}
+    start_job(session, tmp_path, files, TransformResources={"InstanceCount": 2})
+    wait_until(lambda: records_done(session) > 0, what="the first records")
+    controller = controller_pid(session)
+    assert len(instance_pids(controller)) == 2
+    os.kill(controller, signal.SIGKILL)
+
+    assert_no_process_left(batchtransform_home, timeout=20)
+    assert not list((tmp_path / "out").glob("*")), "no partial output"
