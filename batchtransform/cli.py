@@ -133,7 +133,7 @@ def _add_run(commands: Any) -> None:
 
 
 def _add_logs(commands: Any) -> None:
-    help_text = "Print a job's log streams (model output and data-log)."
+    help_text = "Print a job's log streams (model output and data-log), here or from a server."
     command = commands.add_parser("logs", help=help_text, description=help_text)
     _add_endpoint_url(command)
     command.add_argument("transform_job_name", metavar="NAME", help="the transform job's name")
@@ -142,7 +142,10 @@ def _add_logs(commands: Any) -> None:
 
 
 def _add_server(commands: Any) -> None:
-    help_text = "Serve the SageMaker API over HTTP (JSON 1.1), for boto3, the AWS CLI and SDKs."
+    help_text = (
+        "Serve the SageMaker and CloudWatch Logs APIs over HTTP (JSON 1.1), for boto3, the "
+        "AWS CLI and SDKs."
+    )
     command = commands.add_parser("server", help=help_text, description=help_text)
     command.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     command.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one (8080)")
@@ -261,7 +264,10 @@ def _server(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _UsageError(f"server: cannot listen on {args.host}:{args.port}: {exc}") from exc
     auth = "SigV4 signatures required" if credentials else "NO authentication"
-    print(f"Serving the SageMaker API on {server.endpoint_url} ({auth}).", flush=True)
+    print(
+        f"Serving the SageMaker and CloudWatch Logs APIs on {server.endpoint_url} ({auth}).",
+        flush=True,
+    )
     server.serve_forever()
     return 0
 
