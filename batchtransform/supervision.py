@@ -64,6 +64,7 @@ class SupervisedRuntime(Runtime):
         self._generation = 0
         self._lock = threading.Lock()
         self._keeper: ThreadPoolExecutor | None = None
+        self._given_up: InstanceLostError | None = None  # the calls after it need not try
         self.watchdog = Watchdog(timeout, notice, log)
 
     def start(self) -> None:
@@ -107,11 +108,17 @@ class SupervisedRuntime(Runtime):
     def _restart(self, generation: int, cause: ModelError) -> None:
         """Restart the runtime once for all the calls that found it dead together."""
         with self._lock:
+            if self._given_up is not None:
+                raise self._given_up
             if generation != self._generation:
                 return  # another call restarted it already
             if self._keeper is None:
                 self._keeper = ThreadPoolExecutor(1, thread_name_prefix="runtime-keeper")
-            self._keeper.submit(self._restart_now, _one_line(cause.message)).result()
+            try:
+                self._keeper.submit(self._restart_now, _one_line(cause.message)).result()
+            except InstanceLostError as exc:
+                self._given_up = exc
+                raise
             self._generation += 1
 
     def _restart_now(self, cause: str) -> None:

@@ -50,6 +50,25 @@ def test_a_server_that_exits_on_its_third_request_is_restarted_and_no_file_fails
     assert_no_process_left(batchtransform_home)
 
 
+def test_concurrent_requests_to_a_server_that_exits_share_one_restart(
+    session: Session, tmp_path: Path, batchtransform_home: Path
+) -> None:
+    """Four requests in flight when the server exits: each is retried on the restarted
+    server, and no file fails."""
+    files = {f"f{i}.csv": "".join(f"{i}-{n}\n" for n in range(12)) for i in range(2)}
+    server_model(session, tmp_path, {"MODEL_SERVER_MODE": "crash-at", "MODEL_SERVER_CRASH_AT": "5"})
+    start_job(session, tmp_path, files, MaxConcurrentTransforms=4)
+
+    description = wait_for_end(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    assert_counts(description, 2, 0, tmp_path / "out")
+    assert outputs(tmp_path / "out") == {f"{k}.out": echoed(v) for k, v in files.items()}
+    log = data_log()
+    restarts = log.count("The model was restarted")
+    assert restarts >= 1 and log.count("restarting it (attempt 1 of 3)") == restarts, log
+    assert_no_process_left(batchtransform_home)
+
+
 def test_a_server_that_dies_for_good_retires_its_instance_and_the_job_completes(
     session: Session, tmp_path: Path, batchtransform_home: Path
 ) -> None:
