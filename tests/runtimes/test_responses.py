@@ -33,7 +33,9 @@ RESULTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("result", "indent", "expected"), [c[1:] for c in RESULTS], ids=[c[0] for c in RESULTS])
+@pytest.mark.parametrize(
+    ("result", "indent", "expected"), [c[1:] for c in RESULTS], ids=[c[0] for c in RESULTS]
+)
 def test_response_body(result: Any, indent: int | None, expected: tuple[bytes, str | None]) -> None:
     assert response_body(result, indent) == expected
 
@@ -45,8 +47,12 @@ ERRORS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("result", "status", "message"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS])
-def test_a_response_with_an_error_status_is_the_models_error(result: Any, status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("result", "status", "message"), [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS]
+)
+def test_a_response_with_an_error_status_is_the_models_error(
+    result: Any, status: int, message: str
+) -> None:
     with pytest.raises(ModelError, match=message) as caught:
         response_body(result, None)
     assert caught.value.model_status == status
