@@ -245,6 +245,8 @@ def running_seaweed(root: Path) -> Iterator[S3Server]:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=root,
+            # Shared by the session's tests: none of their state folders is its own.
+            env={k: v for k, v in os.environ.items() if k != "BATCHTRANSFORM_HOME"},
             start_new_session=True,
         )
     try:
