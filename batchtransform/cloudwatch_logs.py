@@ -96,12 +96,18 @@ class LogsService:
             raise _invalid("Cannot order by LastEventTime with a logStreamNamePrefix.")
         limit = _integer(request, "limit", 1, 50) or 50
         offset = _page_offset(request)
-        described = [self._describe(s) for s in _streams(prefix)]
-        if order == "LastEventTime":
+        streams = _streams(prefix)
+        if order == "LastEventTime":  # only this order needs every stream's events
+            described = [self._describe(s) for s in streams]
             described.sort(key=lambda d: (d.get("lastEventTimestamp", 0), d["logStreamName"]))
+            if _boolean(request, "descending"):
+                described.reverse()
+            return _paged("logStreams", described, offset, limit)
         if _boolean(request, "descending"):
-            described.reverse()
-        return _paged("logStreams", described, offset, limit)
+            streams.reverse()
+        page = _paged("logStreams", streams, offset, limit)
+        page["logStreams"] = [self._describe(s) for s in page["logStreams"]]
+        return page
 
     def get_log_events(self, request: Mapping[str, Any]) -> dict[str, Any]:
         _check_group(request)
@@ -262,7 +268,7 @@ def _fit(indexes: list[int], events: list[LogEvent], limit: int, from_end: bool)
     return sorted(chosen)
 
 
-def _paged(member: str, items: list[dict[str, Any]], offset: int, limit: int) -> dict[str, Any]:
+def _paged(member: str, items: list[Any], offset: int, limit: int) -> dict[str, Any]:
     page: dict[str, Any] = {member: items[offset : offset + limit]}
     if offset + limit < len(items):
         page["nextToken"] = base64.urlsafe_b64encode(

@@ -54,6 +54,10 @@ DATA_LOG_STREAM = "data-log"
 SAMPLE_SECONDS = 0.2
 QUIET_MS = 1000  # a log unchanged this long past its last note has no writer noting it
 _DATA_LOG_TIME = "%Y-%m-%dT%H:%M:%S.%f"
+_READ_CACHE_SIZE = 256
+# A stream file's events, with the file's state they were read from; shared by callers,
+# who do not change them.
+_READ: dict[Path, tuple[tuple[int | bool, ...], list[LogEvent]]] = {}
 
 
 def logs_dir(job_name: str, create: bool = True) -> Path:
@@ -179,14 +183,25 @@ def read_events(path: Path, final: bool) -> list[LogEvent]:
     the last note of the model log then take its modification time at once, and a last
     line without its newline counts too.
     """
+    stat = path.stat()  # before reading: bytes written after it are not covered by its time
+    quiet = time.time() * 1000 - stat.st_mtime_ns // 1_000_000 > QUIET_MS
+    key = (stat.st_size, stat.st_mtime_ns, _size(_times_path(path)), final, quiet)
+    cached = _READ.get(path)
+    if cached is not None and cached[0] == key:  # followers read the same files every second
+        return cached[1]
     if path.name.endswith(DATA_LOG_SUFFIX):
-        return _data_log_events(path)
-    return _model_log_events(path, final)
+        events = _data_log_events(path, stat)
+    else:
+        events = _model_log_events(path, stat, final or quiet, final)
+    if len(_READ) >= _READ_CACHE_SIZE:
+        _READ.clear()
+    _READ[path] = (key, events)
+    return events
 
 
-def _data_log_events(path: Path) -> list[LogEvent]:
+def _data_log_events(path: Path, stat: os.stat_result) -> list[LogEvent]:
     data = path.read_bytes()
-    fallback = int(path.stat().st_mtime * 1000)
+    fallback = stat.st_mtime_ns // 1_000_000
     events: list[LogEvent] = []
     for line in _complete_lines(data):
         text = _text(line)
@@ -206,12 +221,13 @@ def _data_log_time(text: str) -> int | None:
     return int(moment.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
-def _model_log_events(path: Path, final: bool) -> list[LogEvent]:
-    stat = path.stat()  # before reading: bytes written after it are not covered by its time
+def _model_log_events(
+    path: Path, stat: os.stat_result, settled: bool, final: bool
+) -> list[LogEvent]:
+    """``settled``: the lines past the last note may take the mtime of ``stat``."""
     data = path.read_bytes()
     notes = _notes(_times_path(path))
     modified = stat.st_mtime_ns // 1_000_000
-    settled = final or time.time() * 1000 - modified > QUIET_MS
     events: list[LogEvent] = []
     end, latest, index = 0, 0, 0
     for line in _complete_lines(data, keep_partial=final):
@@ -256,6 +272,13 @@ def _complete_lines(data: bytes, keep_partial: bool = False) -> Iterator[bytes]:
 
 def _text(line: bytes) -> str:
     return line.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
 
 
 def _times_path(log_path: Path) -> Path:

@@ -1,6 +1,7 @@
-"""The HTTP API: SageMaker's JSON 1.1 protocol (``X-Amz-Target``), so boto3 works as is.
+"""The HTTP API: SageMaker's JSON 1.1 protocol (``X-Amz-Target``), so boto3 works as is,
+and CloudWatch Logs' beside it on the same port, for the jobs' logs.
 
-Start a server, then point any SageMaker client at its ``endpoint_url``::
+Start a server, then point any SageMaker or Logs client at its ``endpoint_url``::
 
     from batchtransform.api import ApiServer, ServerConfig
 

@@ -122,7 +122,7 @@ class Router:
 
 
 class ApiServer:
-    """The SageMaker API on one address, over one ``Service``.
+    """The SageMaker and CloudWatch Logs APIs on one address, over one ``Service``.
 
     ``serve_forever()`` blocks (the ``batchtransform server`` command); ``start()`` serves
     from a background thread and ``stop()`` ends it (tests, embedding). A context manager
