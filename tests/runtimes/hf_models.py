@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 import tarfile
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 WORDS = [
     "good",
@@ -73,9 +76,14 @@ def offline_environment(home: Path) -> dict[str, str]:
     }
 
 
-def keep_offline(home: Path) -> None:
-    """Apply ``offline_environment`` to this process (before transformers is imported)."""
-    os.environ.update(offline_environment(home))
+@contextmanager
+def offline(home: Path) -> Iterator[None]:
+    """``offline_environment`` in this process until the block ends (set before
+    transformers is imported, which reads it once)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in offline_environment(home).items():
+            patch.setenv(name, value)
+        yield
 
 
 def build_text_classifier(folder: Path) -> Path:

@@ -20,7 +20,7 @@ from runtimes.hf_models import (
     assert_close,
     build_text_classifier,
     json_lines,
-    keep_offline,
+    offline,
 )
 
 from batchtransform.errors import ModelError, RuntimeStartError
@@ -76,9 +76,10 @@ def test_which_images_are_hugging_face_images(image: str, expected: bool) -> Non
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    keep_offline(tmp_path_factory.mktemp("hf"))
-    return build_text_classifier(tmp_path_factory.mktemp("classifier"))
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The model folder; the Hugging Face libraries stay offline while the module runs."""
+    with offline(tmp_path_factory.mktemp("hf")):
+        yield build_text_classifier(tmp_path_factory.mktemp("classifier"))
 
 
 @pytest.fixture(scope="module")

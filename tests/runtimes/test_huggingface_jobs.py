@@ -7,6 +7,7 @@ and transformers themselves; nothing leaves the machine."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from runtimes.hf_models import (
     answer_lines,
     assert_close,
     build_text_classifier,
-    keep_offline,
+    offline,
     offline_environment,
     pack,
 )
@@ -37,9 +38,10 @@ INPUTS = {
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    keep_offline(tmp_path_factory.mktemp("hf"))
-    return build_text_classifier(tmp_path_factory.mktemp("classifier"))
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The model folder; the Hugging Face libraries stay offline while the module runs."""
+    with offline(tmp_path_factory.mktemp("hf")):
+        yield build_text_classifier(tmp_path_factory.mktemp("classifier"))
 
 
 @pytest.fixture(scope="module")
