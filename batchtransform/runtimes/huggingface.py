@@ -92,17 +92,21 @@ class HuggingFaceRuntime(FrameworkRuntime):
         self._one_call_at_a_time = threading.Lock()
 
     def start(self) -> None:
-        """Start as the framework runtime does; an error of our own from the default
-        ``model_fn`` (an unknown task, an unreachable Hub) is raised as it is, without the
-        traceback a user's ``model_fn`` error gets."""
-        try:
-            super().start()
-        except RuntimeStartError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, RuntimeStartError):  # raised by the default model_fn
-                raise RuntimeStartError(cause.message) from cause
-            raise
+        """Start as the framework runtime does, and say in the instance log what runs."""
+        super().start()
         self._log(f"Hugging Face model ready: {hf_handlers.describe(self._model())}")
+
+    def _run_start_handler(self, handler: Any, context: Any, *args: Any) -> Any:
+        """The default ``model_fn``'s own start errors (an unknown task, an unreachable Hub)
+        are raised as they are, without the traceback a user's ``model_fn`` error gets;
+        anything else it raises (a missing package, say) is wrapped as usual."""
+        try:
+            return super()._run_start_handler(handler, context, *args)
+        except RuntimeStartError as exc:
+            ours = handler.function is self.defaults.get("model_fn")
+            if ours and isinstance(exc.__cause__, RuntimeStartError):
+                raise exc.__cause__ from exc.__cause__.__cause__
+            raise
 
     def invoke_with_type(
         self, payload: bytes, content_type: str | None, accept: str | None

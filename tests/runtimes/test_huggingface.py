@@ -6,6 +6,7 @@ handlers, and the start errors (an unknown task, no task to infer)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -350,3 +351,12 @@ def test_requests_reach_the_model_one_at_a_time(classifier: Path, tmp_path: Path
     with running(model) as runtime, ThreadPoolExecutor(4) as pool:
         bodies = list(pool.map(lambda _: runtime.invoke(b'"x"', JSON, JSON), range(8)))
     assert max(json.loads(body)[0] for body in bodies) == 1
+
+
+def test_a_missing_transformers_names_the_extra(
+    classifier: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what an import then finds
+    message = start_error(classifier)
+    assert "pip install 'batchtransform[huggingface]'" in message
+    assert "'transformers'" in message
