@@ -24,6 +24,7 @@ from batchtransform.api.server import ACCESS_KEY_ID_VARIABLE, SECRET_ACCESS_KEY_
 from batchtransform.errors import BatchTransformError, UnexpectedStatusException
 from batchtransform.jobs import JobStatus
 from batchtransform.sdk import Session
+from batchtransform.watch import ControllerWatch
 
 EXIT_USAGE = 252
 EXIT_SERVICE = 254
@@ -268,7 +269,12 @@ def _server(args: argparse.Namespace) -> int:
         f"Serving the SageMaker and CloudWatch Logs APIs on {server.endpoint_url} ({auth}).",
         flush=True,
     )
-    server.serve_forever()
+    watch = ControllerWatch(server.service)  # jobs whose controller died end on their own
+    watch.start()
+    try:
+        server.serve_forever()
+    finally:
+        watch.stop()
     return 0
 
 

@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchtransform import config, manifests, objects
-from batchtransform.errors import BatchTransformError
+from batchtransform.errors import BatchTransformError, StorageError, one_line
 from batchtransform.executors import Event, Executor, LocalExecutor
 from batchtransform.instance import InstanceFactory, ItemResult
 from batchtransform.jobs import JobStatus, transition
@@ -37,6 +38,10 @@ from batchtransform.store import JobRecord, Store, open_store
 _STATUS_POLL_SECONDS = 0.5
 _PROGRESS_SAVE_SECONDS = 1.0
 _COUNTERS = ("records", "batches", "bytes_in", "bytes_out")
+# S3 keeps whole seconds (a multipart object: when its upload began), and its clock may
+# differ a little from ours: an output written this long before its item began still counts.
+_CLOCK_SLACK_SECONDS = 2.0
+_INTERNAL = "InternalServerError"
 
 
 @dataclass
@@ -74,6 +79,7 @@ class JobRun:
         self.progress = Progress()
         self.in_flight: dict[int, WorkItem] = {}
         self.completed: list[WorkItem] = []  # items whose output was written
+        self.started_at: dict[int, float] = {}  # item index -> when an instance took it
         self._last_poll = self._last_save = 0.0
         self._stopping = False
 
@@ -94,8 +100,7 @@ class JobRun:
                     self._on_event,
                     self._should_stop,
                 )
-                for item in self.in_flight.values():  # killed mid-write after a stop
-                    objects.remove_partials(item.output_url)
+                self._settle_in_flight()
                 manifests.write_capture(self.job, items, self.completed)
                 self._finish(finished)
         except BatchTransformError as exc:
@@ -134,11 +139,13 @@ class JobRun:
             self.store.update_job(self.record.name, start_time=self.record.start_time)
 
     def _on_start_failed(self, event: Event) -> None:
-        self.progress.start_failure = str(event.detail)
+        if self.progress.start_failure is None:  # the first cause; the others follow from it
+            self.progress.start_failure = _categorised(str(event.detail))
         self._stopping = True  # a model that does not start on one instance will not on others
 
     def _on_item_started(self, event: Event) -> None:
         self.in_flight[event.item.index] = event.item
+        self.started_at[event.item.index] = time.time()
 
     def _on_item_progress(self, event: Event) -> None:
         self.progress.counters[event.item.index] = dict(event.detail)
@@ -155,14 +162,26 @@ class JobRun:
 
     def _on_item_lost(self, event: Event) -> None:
         self.in_flight.pop(event.item.index, None)
-        objects.remove_partials(event.item.output_url)
+        _sweep(event.item.output_url)
         self._item_failed(event.item, f"{event.item.display}: {event.detail}")
 
     def _on_instance_lost(self, event: Event) -> None:
         print(f"instance {event.instance}: {event.detail}", file=sys.stderr, flush=True)
         if event.item is not None:
             self.in_flight.pop(event.item.index, None)
-            objects.remove_partials(event.item.output_url)
+            _sweep(event.item.output_url)
+
+    def _settle_in_flight(self) -> None:
+        """Items still under way when the run ended (a stop): an output that was committed
+        in the last moments, its "done" never read, counts as completed, since it is there
+        and whole; whatever else a killed writer left is removed."""
+        for index, item in self.in_flight.items():
+            written = objects.modified_time(item.output_url)
+            if written is not None and written >= self.started_at[index] - _CLOCK_SLACK_SECONDS:
+                self.progress.objects_completed += 1
+                self.completed.append(item)
+            _sweep(item.output_url)
+        self.in_flight.clear()
 
     def _item_failed(self, item: WorkItem, reason: str) -> None:
         self.progress.objects_failed += 1
@@ -198,11 +217,14 @@ class JobRun:
         if not_run:
             parts.append(f"{not_run} were not processed (no instance left)")
         first = progress.reasons[0] if progress.reasons else ""
-        return f"ClientError: {'; '.join(parts)}. First failure: {first}. See the job's data-log."
+        # An item's reason is the user's (data, model, storage) unless our own code failed.
+        category = "InternalServerError" if f" {_INTERNAL}:" in first else "ClientError"
+        first = first.replace(f" {_INTERNAL}: ", " ", 1)
+        return f"{category}: {'; '.join(parts)}. First failure: {first}. See the job's data-log."
 
     def _end(self, status: JobStatus, reason: str | None = None) -> None:
         self._save(force=True)
-        fields = {"failure_reason": reason} if reason else {}
+        fields = {"failure_reason": one_line(reason)} if reason else {}
         if not transition(self.store, self.record.name, status, **fields):
             # A stop request won the race: honour it.
             transition(self.store, self.record.name, JobStatus.STOPPED)
@@ -212,6 +234,27 @@ class JobRun:
         if force or now - self._last_save >= _PROGRESS_SAVE_SECONDS:
             self._last_save = now
             self.store.update_job(self.record.name, progress=self.progress.as_record())
+
+
+def _sweep(output_url: str) -> None:
+    """Remove what a killed writer of ``output_url`` left (a temporary file, an open
+    multipart upload). A sweep that fails is noted in the controller's log, not raised: the
+    job's outcome does not depend on it, and an upload left open is for the bucket's
+    lifecycle rule."""
+    try:
+        objects.remove_partials(output_url)
+    except StorageError as exc:
+        print(f"could not clean up after {output_url}: {exc}", file=sys.stderr, flush=True)
+
+
+def _categorised(reason: str) -> str:
+    """A start failure's reason with SageMaker's category in front: the user's model
+    (``ClientError``) unless our own code broke, which shows as a bare exception name."""
+    if reason.startswith(("ClientError:", f"{_INTERNAL}:")):
+        return reason
+    if re.match(r"(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): ", reason):
+        return f"{_INTERNAL}: {reason}"
+    return f"ClientError: {reason}"
 
 
 def _with(record: JobRecord, **changes: Any) -> JobRecord:

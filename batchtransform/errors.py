@@ -28,9 +28,9 @@ __all__ = [
     "BatchTransformError",
     "ConflictError",
     "DataError",
+    "InstanceLostError",
     "InvalidLogParameterError",
     "LogResourceNotFoundError",
-    "InstanceLostError",
     "ModelError",
     "NotBuiltError",
     "NotFoundError",
@@ -38,6 +38,7 @@ __all__ = [
     "StorageError",
     "UnexpectedStatusException",
     "ValidationError",
+    "one_line",
 ]
 
 
@@ -174,7 +175,16 @@ class InstanceLostError(BatchTransformError):
 
 
 class StorageError(BatchTransformError):
-    """Reading, listing or writing the object store failed (missing bucket, no access)."""
+    """Reading, listing or writing the object store failed (missing bucket, no access, a
+    full disk, a store that stopped answering).
+
+    ``transient`` marks an outage (lost connections, timeouts, 5xx) that outlasted the
+    retries: the work it interrupted may succeed when run again, unlike a refusal.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class UnexpectedStatusException(BatchTransformError):
@@ -185,3 +195,25 @@ class UnexpectedStatusException(BatchTransformError):
         super().__init__(message)
         self.allowed_statuses = allowed_statuses
         self.actual_status = actual_status
+
+
+FAILURE_REASON_LIMIT = 1024
+"""DescribeTransformJob's FailureReason is at most this many characters."""
+
+_TRACEBACK_HEAD = "Traceback (most recent call last):"
+
+
+def one_line(text: str, limit: int = FAILURE_REASON_LIMIT) -> str:
+    """``text`` as one line of at most ``limit`` characters, for a FailureReason or a log line.
+
+    A Python traceback is reduced to what precedes it, or, when that only introduces it
+    (``...:``), to that and the traceback's last line, the exception itself: the frames
+    belong in the instance log. Other line breaks and whitespace runs become one space.
+    """
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    head_at = next((n for n, line in enumerate(lines) if line.endswith(_TRACEBACK_HEAD)), None)
+    if head_at is not None:
+        before = " ".join([*lines[:head_at], lines[head_at][: -len(_TRACEBACK_HEAD)]]).strip()
+        lines = [before] if before and not before.endswith(":") else [before, lines[-1]]
+    line = " ".join(" ".join(lines).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -15,12 +15,14 @@ changed later in the same process take effect only after
 ``s3fs.S3FileSystem.clear_instance_cache()``.
 
 S3 reads and uploads run beside the caller (``s3_transfer``): ranges side by side, parts
-on a thread of their own.
+on a thread of their own. Every S3 request waits out an outage of the store (lost
+connections, timeouts, 5xx) for up to ``BATCHTRANSFORM_STORAGE_RETRY_SECONDS``
+(``outages``).
 
 Errors: a missing object raises the built-in ``FileNotFoundError`` where a caller reads one
 object (it decides whether that is the user's fault); everything else that goes wrong in
-the store (missing bucket, access denied, connection lost) raises ``StorageError`` naming
-the URL and the cause.
+the store (missing bucket, access denied, an outage that outlasted the retries, a full
+disk) raises ``StorageError`` naming the URL and the cause.
 """
 
 from __future__ import annotations
@@ -30,22 +32,27 @@ import glob
 import io
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 import fsspec
 
+from batchtransform import outages
 from batchtransform.errors import StorageError
 from batchtransform.s3_transfer import (
     FILE_READ_OPTIONS,
     S3_PART_SIZE,
     STORE_FAILURES,
+    abort_uploads,
     atomic_upload,
     describe,
+    endpoint,
     ranged_read,
 )
+
+T = TypeVar("T")
 
 __all__ = [
     "S3_PART_SIZE",
@@ -55,6 +62,7 @@ __all__ = [
     "iter_chunks",
     "list_prefix",
     "local_folder",
+    "modified_time",
     "open_read",
     "output_url",
     "read_bytes",
@@ -104,6 +112,21 @@ def _is_local(fs: Any) -> bool:
     return "file" in _protocols(fs)
 
 
+def _retried(fs: Any, operation: Callable[[], T], what: str) -> T:
+    """``operation()``, with an S3 outage waited out; other stores have no outages to wait."""
+    if not _is_s3(fs):
+        return operation()
+    return outages.call(operation, what, endpoint(fs))
+
+
+def _storage_error(verb: str, url: str, exc: BaseException) -> StorageError:
+    """A store failure as StorageError; marked transient when it is an outage that did not
+    go through the retries (a file-like read), so the work is run again."""
+    return StorageError(
+        f"cannot {verb} {url}: {describe(exc)}", transient=outages.is_transient(exc)
+    )
+
+
 def _url_for(url: str, path: str) -> str:
     """Rebuild a URL for ``path`` with the scheme of ``url``, so callers see what they gave."""
     if "://" not in url:
@@ -141,9 +164,9 @@ def list_prefix(url: str) -> list[ObjectInfo]:
     fs, path = _filesystem(url)
     prefix = path + "/" if url.endswith("/") and not path.endswith("/") else path
     try:
-        found = _find_under(fs, prefix)
+        found = _retried(fs, lambda: _find_under(fs, prefix), f"list {url}")
     except STORE_FAILURES as exc:
-        raise StorageError(f"cannot list {url}: {describe(exc)}") from exc
+        raise _storage_error("list", url, exc) from exc
     objects = [
         _object_info(fs, url, prefix, name, info)
         for name, info in found.items()
@@ -212,7 +235,7 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     fs, path = _filesystem(url)
     try:
         if _is_s3(fs):
-            for block in ranged_read(fs, path):
+            for block in ranged_read(fs, url, path):
                 for start in range(0, len(block), chunk_size):
                     yield block[start : start + chunk_size]
             return
@@ -222,7 +245,7 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     except FileNotFoundError:
         raise
     except STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
+        raise _storage_error("read", url, exc) from exc
 
 
 @contextlib.contextmanager
@@ -238,16 +261,16 @@ def open_read(url: str) -> Iterator[BinaryIO]:
     except FileNotFoundError:
         raise
     except STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
+        raise _storage_error("read", url, exc) from exc
 
 
 def exists(url: str) -> bool:
     """Whether an object or folder is at ``url``; StorageError if the store cannot say."""
     fs, path = _filesystem(url)
     try:
-        return bool(fs.exists(path))
+        return bool(_retried(fs, lambda: fs.exists(path), f"read {url}"))
     except STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
+        raise _storage_error("read", url, exc) from exc
 
 
 def local_folder(url: str) -> Path | None:
@@ -263,11 +286,11 @@ def read_bytes(url: str) -> bytes:
     """
     fs, path = _filesystem(url)
     try:
-        return cast(bytes, fs.cat_file(path))
+        return cast(bytes, _retried(fs, lambda: fs.cat_file(path), f"read {url}"))
     except FileNotFoundError:
         raise
     except STORE_FAILURES as exc:
-        raise StorageError(f"cannot read {url}: {describe(exc)}") from exc
+        raise _storage_error("read", url, exc) from exc
 
 
 # --- writing -----------------------------------------------------------------------------
@@ -322,10 +345,14 @@ def atomic_writer(url: str, kms_key_id: str | None = None) -> Iterator[BinaryIO]
 
 @contextlib.contextmanager
 def _local_writer(url: str, path: str) -> Iterator[BinaryIO]:
-    temporary = _open_partial(url, path)
+    """The temporary sibling, renamed into place on success and removed on any other end,
+    a SystemExit from SIGTERM included (the ``try`` covers its creation too)."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.partial")
     try:
-        with open(temporary, "wb") as stream:
-            yield stream
+        _create_partial(url, directory, temporary)
+        with _LocalOutput(temporary, url) as stream:
+            yield cast(BinaryIO, stream)
         _replace(url, temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -333,16 +360,41 @@ def _local_writer(url: str, path: str) -> Iterator[BinaryIO]:
         raise
 
 
-def _open_partial(url: str, path: str) -> str:
+def _create_partial(url: str, directory: str, temporary: str) -> None:
     """Reserve the temporary sibling; exclusive creation so two writers never share one."""
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.partial")
     try:
         os.makedirs(directory, exist_ok=True)
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
         raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
-    return temporary
+
+
+class _LocalOutput(io.BufferedWriter):
+    """The temporary file, whose own failures (a full disk, a lost permission) are
+    StorageErrors naming the output, never confused with whatever the caller was reading
+    or running when its write reached the disk."""
+
+    def __init__(self, temporary: str, url: str) -> None:
+        super().__init__(io.FileIO(temporary, "wb"))
+        self.url = url
+
+    def write(self, data: Any) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url}: {describe(exc)}") from exc
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url}: {describe(exc)}") from exc
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url}: {describe(exc)}") from exc
 
 
 def _replace(url: str, temporary: str, path: str) -> None:
@@ -363,14 +415,19 @@ def _buffered_writer(fs: Any, url: str, path: str) -> Iterator[BinaryIO]:
 
 
 def remove_partials(url: str) -> int:
-    """Delete the temporary siblings that writers of local ``url`` left; return how many.
+    """Remove what killed writers of ``url`` left; return how many leftovers there were.
 
     A process killed with SIGKILL mid-write cannot clean up after itself; the caller runs
-    this before retrying an item or after failing it. S3 and memory writes leave nothing
-    named (an interrupted multipart upload is for the bucket's lifecycle rule), so for them
-    this does nothing.
+    this, once no one is writing ``url``, before retrying an item or after failing it.
+    Locally the leftovers are temporary siblings; on S3, open multipart uploads of that
+    object (aborted, so that no parts stay billed); memory writes leave nothing.
     """
     fs, path = _filesystem(url)
+    if _is_s3(fs):
+        try:
+            return abort_uploads(fs, url, path)
+        except STORE_FAILURES as exc:
+            raise StorageError(f"cannot abort the uploads of {url}: {describe(exc)}") from exc
     if not _is_local(fs):
         return 0
     directory, name = os.path.split(path)
@@ -380,3 +437,23 @@ def remove_partials(url: str) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+def modified_time(url: str) -> float | None:
+    """When the object at ``url`` was last written (epoch seconds), or None if there is none.
+
+    S3 gives whole seconds (and, for a multipart upload, the time it was started), so a
+    caller comparing times should allow a second or two.
+    """
+    fs, path = _filesystem(url)
+    try:
+        fs.invalidate_cache(path)
+        info = _retried(fs, lambda: fs.info(path), f"read {url}")
+    except FileNotFoundError:
+        return None
+    except STORE_FAILURES as exc:
+        raise _storage_error("read", url, exc) from exc
+    when = info.get("LastModified", info.get("mtime", info.get("created")))
+    if when is None:
+        return None
+    return when.timestamp() if hasattr(when, "timestamp") else float(when)

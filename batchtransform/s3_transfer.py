@@ -9,9 +9,11 @@ once and uploads run on a thread of their own, each holding a few blocks at most
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import logging
+import os
 import queue
 import threading
 from collections import deque
@@ -21,14 +23,17 @@ from typing import Any, BinaryIO, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batchtransform import outages
 from batchtransform.errors import StorageError
 
 __all__ = [
     "FILE_READ_OPTIONS",
     "S3_PART_SIZE",
     "STORE_FAILURES",
+    "abort_uploads",
     "atomic_upload",
     "describe",
+    "endpoint",
     "ranged_read",
 ]
 
@@ -64,18 +69,26 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def ranged_read(fs: Any, path: str) -> Iterator[bytes]:
+def ranged_read(fs: Any, url: str, path: str) -> Iterator[bytes]:
     """The object in ``_READ_BLOCK`` ranges, ``_RANGES_IN_FLIGHT`` fetched at once, in order.
 
-    Closing the iterator early cancels the ranges not started and waits for those under
-    way, so no request outlives the read.
+    Each range is one GET that an outage only delays (``outages.call``): a range cut off
+    halfway is fetched again whole, so the stream goes on where it was. Closing the
+    iterator early cancels the ranges not started and waits for those under way, so no
+    request outlives the read.
     """
-    size = int(fs.size(path))
+    where = endpoint(fs)
+    size = int(outages.call(lambda: fs.size(path), f"read {url}", where))
     ranges = iter(range(0, size, _READ_BLOCK))
+
+    def get(start: int) -> bytes:
+        end = min(start + _READ_BLOCK, size)
+        return cast(bytes, fs.cat_file(path, start=start, end=end))
+
     with ThreadPoolExecutor(_RANGES_IN_FLIGHT, thread_name_prefix="s3-range") as pool:
 
         def fetch(start: int) -> Future[bytes]:
-            return pool.submit(fs.cat_file, path, start=start, end=min(start + _READ_BLOCK, size))
+            return pool.submit(outages.call, lambda: get(start), f"read {url}", where)
 
         pending = deque(fetch(start) for start in itertools.islice(ranges, _RANGES_IN_FLIGHT))
         try:
@@ -90,38 +103,117 @@ def ranged_read(fs: Any, path: str) -> Iterator[bytes]:
 
 @contextlib.contextmanager
 def atomic_upload(fs: Any, url: str, path: str, kms_key_id: str | None) -> Iterator[BinaryIO]:
-    """s3fs's file, committed by ``close()`` and abandoned by ``discard()``.
+    """A stream to the S3 object at ``path``, published only when the block exits normally.
 
-    The file is not used as a context manager: its ``__exit__`` calls ``close()``, which
-    would publish the partial output even when the block raised.
+    However the block or the commit ends early (an exception, a failed part, SystemExit
+    from SIGTERM, even one that arrives during the commit itself) the multipart upload is
+    aborted, so no parts are left billed and unlisted.
     """
-    try:
-        stream = fs.open(path, "wb", block_size=S3_PART_SIZE, **_encryption(kms_key_id))
-    except STORE_FAILURES as exc:
-        raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
-    behind = _UploadBehind(stream, url)
+    upload = _Upload(fs, url, path, kms_key_id)
+    behind = _UploadBehind(upload, url)
     try:
         yield cast(BinaryIO, behind)
         behind.finish()
+        upload.commit()
     except BaseException:
-        behind.abandon()
-        _discard(stream, url)
+        try:
+            behind.abandon()
+        finally:
+            upload.discard()
         raise
-    _commit(stream, url)
+
+
+class _Upload:
+    """One S3 object written in parts: a single PUT if it stays under ``S3_PART_SIZE``,
+    otherwise a multipart upload started with the first full part.
+
+    Each request goes through ``outages.call``, so an outage is waited out part by part
+    (a part is sent again whole, which S3 allows). s3fs's own file object is not used: a
+    part that fails inside it leaves its buffer and part numbers in a state that cannot
+    be retried, and its ``close()`` both publishes and tidies up.
+    """
+
+    def __init__(self, fs: Any, url: str, path: str, kms_key_id: str | None) -> None:
+        self.fs, self.url = fs, url
+        self.bucket, self.key, _ = fs.split_path(path)
+        self.encryption = _encryption(kms_key_id)
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self.cancelled = False
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= S3_PART_SIZE:
+            part = bytes(self.buffer[:S3_PART_SIZE])
+            del self.buffer[:S3_PART_SIZE]
+            self._send_part(part)
+
+    def commit(self) -> None:
+        """Publish the object: the PUT, or the last part and the completion."""
+        if self.upload_id is None:
+            self._call("put_object", Body=bytes(self.buffer), **self.encryption)
+            return
+        if self.buffer:
+            self._send_part(bytes(self.buffer))
+        self._call(
+            "complete_multipart_upload",
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+        self.upload_id = None
+
+    def discard(self) -> None:
+        """Abort the multipart upload, if one is open; a small output was never sent.
+
+        An abort that fails is logged, not raised, so the caller sees the error that caused
+        it; the controller's sweep (``abort_uploads``) tries again.
+        """
+        upload_id, self.upload_id = self.upload_id, None
+        if upload_id is None:
+            return
+        try:
+            self._call("abort_multipart_upload", UploadId=upload_id, cancellable=False)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):  # NoSuchUpload: gone already
+                logger.warning("could not abort the upload of %s: %s", self.url, exc)
+
+    def _send_part(self, data: bytes) -> None:
+        if self.upload_id is None:
+            started = self._call("create_multipart_upload", **self.encryption)
+            self.upload_id = str(started["UploadId"])
+        number = len(self.parts) + 1
+        sent = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data)
+        self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+    def _call(self, method: str, *, cancellable: bool = True, **kwargs: Any) -> Any:
+        def request() -> Any:
+            return self.fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kwargs)
+
+        def cancelled() -> bool:
+            return cancellable and self.cancelled
+
+        try:
+            return outages.call(request, f"write {self.url}", endpoint(self.fs), cancelled)
+        except STORE_FAILURES as exc:
+            raise StorageError(
+                f"cannot write {self.url}: {describe(exc)}", transient=outages.is_transient(exc)
+            ) from exc
 
 
 class _UploadBehind(io.RawIOBase):
-    """A writable stream whose writes a thread of its own hands to s3fs.
+    """A writable stream whose writes a thread of its own hands to the upload.
 
-    s3fs uploads each 8 MiB part inside ``write``; done here, the caller (the pipeline)
-    goes on with its next mini-batch while a part goes out. At most two writes wait, so
-    memory stays bounded by the part size and the chunk size. An upload that fails stops
-    the uploading and is raised, as StorageError, at the next write or at ``finish``.
+    The upload sends each 8 MiB part inside ``write``; done here, the caller (the
+    pipeline) goes on with its next mini-batch while a part goes out. At most two writes
+    wait, so memory stays bounded by the part size and the chunk size. An upload that
+    fails stops the uploading and is raised, as StorageError, at the next write or at
+    ``finish``.
     """
 
-    def __init__(self, stream: Any, url: str) -> None:
+    def __init__(self, upload: _Upload, url: str) -> None:
         super().__init__()
-        self.stream, self.url = stream, url
+        self.upload, self.url = upload, url
         self.waiting: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
         self.failure: BaseException | None = None
         self.abandoned = False
@@ -138,27 +230,29 @@ class _UploadBehind(io.RawIOBase):
         return len(block)
 
     def flush(self) -> None:
-        """Wait until every write so far has reached s3fs (which sends each full part)."""
+        """Wait until every write so far has reached the upload (which sends full parts)."""
         self.waiting.join()
         self._raise_failure()
 
     def finish(self) -> None:
-        """Wait until every write has reached s3fs; raise the failure, if one came."""
+        """Wait until every write has reached the upload; raise the failure, if one came."""
         self.waiting.put(None)
         self.thread.join()
         self._raise_failure()
 
     def abandon(self) -> None:
-        """Stop uploading: what waits is dropped, a part under way is waited for."""
-        self.abandoned = True
-        self.waiting.put(None)
-        self.thread.join()
+        """Stop uploading: what waits is dropped, a part under way stops waiting out an
+        outage and is waited for, so that the abort comes after it."""
+        self.abandoned = self.upload.cancelled = True
+        if self.thread.is_alive():
+            self.waiting.put(None)
+            self.thread.join()
 
     def _upload(self) -> None:
         while (block := self.waiting.get()) is not None:
             if self.failure is None and not self.abandoned:
                 try:
-                    self.stream.write(block)
+                    self.upload.write(block)
                 except BaseException as exc:  # raised in the writer's thread, in order
                     self.failure = exc
             self.waiting.task_done()
@@ -168,35 +262,47 @@ class _UploadBehind(io.RawIOBase):
         if self.failure is None:
             return
         if isinstance(self.failure, STORE_FAILURES):
-            raise StorageError(f"cannot write {self.url}: {describe(self.failure)}")
+            raise StorageError(
+                f"cannot write {self.url}: {describe(self.failure)}",
+                transient=outages.is_transient(self.failure),
+            )
         raise self.failure
 
 
-def _encryption(kms_key_id: str | None) -> dict[str, str]:
-    """The S3 request parameters of SSE-KMS (s3fs passes them to PUT and multipart calls)."""
+def abort_uploads(fs: Any, url: str, path: str) -> int:
+    """Abort every open multipart upload of exactly the object ``path``; return how many.
+
+    An instance killed by SIGKILL mid-upload cannot abort its own; the controller calls
+    this (through ``objects.remove_partials``) once no instance is writing that object.
+    """
+    bucket, key, _ = fs.split_path(path)
+    where = endpoint(fs)
+
+    def listing() -> Any:
+        return fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+
+    def abort(upload_id: str) -> Any:
+        return fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+
+    found = outages.call(listing, f"list the uploads of {url}", where)
+    open_ids = [u["UploadId"] for u in found.get("Uploads", []) if u.get("Key") == key]
+    for upload_id in open_ids:  # the listing's prefix also matches longer keys
+        with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
+            outages.call(functools.partial(abort, upload_id), f"abort the upload of {url}", where)
+    return len(open_ids)
+
+
+def endpoint(fs: Any) -> str:
+    """Where ``fs`` sends its requests, for error messages: the client's endpoint URL once
+    it has connected, else the configured one."""
+    with contextlib.suppress(AttributeError):
+        return str(fs.s3.meta.endpoint_url)
+    configured = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return configured or "the default S3 endpoint"
+
+
+def _encryption(kms_key_id: str | None) -> dict[str, Any]:
+    """The S3 request parameters of SSE-KMS (sent with the PUT or the upload's start)."""
     if not kms_key_id:
         return {}
     return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
-
-
-def _commit(stream: Any, url: str) -> None:
-    try:
-        stream.close()
-    except STORE_FAILURES as exc:
-        _discard(stream, url)
-        raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
-
-
-def _discard(stream: Any, url: str) -> None:
-    """Abort the multipart upload, if one started; a small output was never sent.
-
-    ``discard()`` leaves the file marked open with no buffer, and fsspec's ``__del__`` would
-    then try to close (upload) it and fail, so the file is marked closed by hand. An abort
-    that fails is logged, not raised, so the caller sees the error that caused it.
-    """
-    try:
-        stream.discard()
-    except STORE_FAILURES as exc:
-        logger.warning("could not abort the upload of %s: %s", url, describe(exc))
-    finally:
-        stream.closed = True

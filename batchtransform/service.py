@@ -61,6 +61,7 @@ _ECHOED_MODEL_MEMBERS = (
     "VpcConfig",
     "EnableNetworkIsolation",
 )
+_SCAN_PAGE = 500  # jobs read at a time when looking for dead controllers
 _JOB_SORT_KEYS = {"Name": "name", "CreationTime": "creation_time", "Status": "status"}
 _MODEL_SORT_KEYS = {"Name": "name", "CreationTime": "creation_time"}
 
@@ -211,6 +212,22 @@ class Service:
             arn = config.arn("transform-job", name)
             raise NotFoundError(f"Could not find transform job '{arn}'.")
         return self._checked(record)
+
+    def check_controllers(self) -> list[str]:
+        """End every running job whose controller process is gone; return their names.
+
+        ``watch.ControllerWatch`` calls this in the background, so such a job ends within
+        seconds even when no one reads it (reads check the jobs they return as well).
+        """
+        ended = []
+        for status in (JobStatus.IN_PROGRESS, JobStatus.STOPPING):
+            offset = 0
+            while page := self.store.list_jobs(
+                Query(status_equals=status.value, offset=offset, limit=_SCAN_PAGE)
+            ):
+                offset += len(page)
+                ended += [r.name for r in page if JobStatus(self._checked(r).status).terminal]
+        return ended
 
     def _job_ended(self, name: str) -> bool:
         """Whether a job's logs are complete: it has ended, or it is not (or no longer) known."""

@@ -24,6 +24,8 @@ from batchtransform.errors import (
     InstanceLostError,
     ModelError,
     RuntimeStartError,
+    StorageError,
+    one_line,
 )
 from batchtransform.executors.base import Report
 from batchtransform.instance import ItemResult
@@ -38,6 +40,13 @@ from batchtransform.supervision import SupervisedRuntime
 MIB = 1024 * 1024
 _PROGRESS_EVERY_SECONDS = 0.5
 _RETRY_BACKOFF_SECONDS = (0.1, 0.5, 2.0)
+# An item cut off by a storage outage where no request-level retry could help (a stream
+# broken halfway) is run again from its start this often before it counts as failed.
+_OUTAGE_RERUNS = 2
+_STOPPED_WHILE_STARTING = (
+    "Instance stopped before it was ready: the job is ending "
+    "(a stop was asked for, or another instance failed to start)."
+)
 
 
 class TransformWorker:
@@ -56,8 +65,11 @@ class TransformWorker:
         try:
             self.runtime = self._start_runtime()
             resolved = self._resolve_batching(self.runtime)
+        except SystemExit:  # SIGTERM: the job is ending, not this instance failing
+            self.data_log.write(_STOPPED_WHILE_STARTING)
+            raise
         except BaseException as exc:
-            self.data_log.write(f"Instance failed to start: {exc}")
+            self.data_log.write(f"Instance failed to start: {one_line(str(exc))}")
             traceback.print_exc(file=self.model_log)
             raise
         self.data_log.write(resolved.describe())
@@ -71,7 +83,10 @@ class TransformWorker:
             processing=self.job.record_processing(),
         )
 
-    def process(self, item: WorkItem, report: Report) -> ItemResult:
+    def process(self, item: WorkItem, report: Report, reruns: int = _OUTAGE_RERUNS) -> ItemResult:
+        """Transform one item. One that a storage outage cut off is run again from its start
+        (its partial output discarded), ``reruns`` times at most, before it counts as
+        failed: a stream broken halfway cannot be resumed."""
         stats = PipelineStats()
         reporter = _Throttled(report, stats)
         if self.runtime is not None:  # a call stuck past the timeout ends the instance
@@ -84,6 +99,11 @@ class TransformWorker:
                     reporter.maybe_send()
         except InstanceLostError:
             raise  # not the file's doing: the executor runs it elsewhere
+        except StorageError as exc:
+            if not (exc.transient and reruns > 0):
+                return self._failed(item, stats, str(exc))
+            self.data_log.write(f"{item.display}: {one_line(str(exc))}; running it again")
+            return self.process(item, report, reruns - 1)
         except BatchTransformError as exc:
             return self._failed(item, stats, str(exc))
         except FileNotFoundError as exc:
@@ -168,8 +188,9 @@ class TransformWorker:
         raise AssertionError("unreachable")
 
     def _failed(self, item: WorkItem, stats: PipelineStats, reason: str) -> ItemResult:
-        self.data_log.write(f"{item.display}: {reason}")
-        return ItemResult(False, f"{item.display}: {reason}", **_counters(stats))
+        line = one_line(f"{item.display}: {reason}")
+        self.data_log.write(line)
+        return ItemResult(False, line, **_counters(stats))
 
 
 def _runtime_for(contexts: list[RuntimeContext]) -> Runtime:
