@@ -102,10 +102,11 @@ def load_pipeline(model_dir: str, environment: Mapping[str, str]) -> Any:
     torch = importlib.import_module("torch")
     model_id = environment.get(MODEL_ID_ENV) or None
     task = environment.get(TASK_ENV) or None
-    if task is None and model_id is None:
-        task = task_from_folder(Path(model_dir))
     if task is not None:
-        check_task(task)
+        check_task(task, f"{TASK_ENV}={task!r}")
+    elif model_id is None:
+        task = task_from_folder(Path(model_dir))
+        check_task(task, f"The task {task!r}, inferred from config.json,")
     options: dict[str, Any] = {
         "device": 0 if torch.cuda.is_available() else -1,
         "trust_remote_code": environment.get(TRUST_REMOTE_CODE_ENV, "").lower() in _TRUE,
@@ -137,8 +138,9 @@ def known_tasks() -> list[str]:
     return sorted(PIPELINE_REGISTRY.get_supported_tasks())
 
 
-def check_task(task: str) -> None:
-    """Raise RuntimeStartError naming ``task`` and the known ones, unless the library knows it."""
+def check_task(task: str, named: str) -> None:
+    """Raise RuntimeStartError naming ``task`` (as ``named``) and the known ones, unless the
+    library knows it."""
     from transformers.pipelines import PIPELINE_REGISTRY
 
     try:
@@ -147,8 +149,8 @@ def check_task(task: str) -> None:
         import transformers
 
         raise RuntimeStartError(
-            f"{TASK_ENV}={task!r} is not a task that transformers {transformers.__version__} "
-            f"knows; known tasks: {', '.join(known_tasks())}"
+            f"{named} is not a task that transformers {transformers.__version__} knows; "
+            f"known tasks: {', '.join(known_tasks())}"
         ) from None
 
 

@@ -321,6 +321,11 @@ def test_a_task_that_cannot_be_inferred_asks_for_hf_task(tmp_path: Path) -> None
     (tmp_path / "odd" / "config.json").write_text('{"architectures": ["SomethingNew"]}')
     message = start_error(tmp_path / "odd")
     assert "'SomethingNew'" in message and "set HF_TASK to one of" in message
+    (tmp_path / "odd" / "config.json").write_text(
+        '{"architectures": ["MyNewModelForMultipleChoice"]}'
+    )
+    message = start_error(tmp_path / "odd")  # inferred as the toolkit does, but unknown here
+    assert "The task 'multiple-choice', inferred from config.json, is not a task" in message
 
 
 OVERLAP_PROBE = """
