@@ -23,6 +23,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from clients import client_program
 
+from batchtransform import Session
+from batchtransform.errors import InvalidLogParameterError, LogResourceNotFoundError
+
 GROUP = "/aws/sagemaker/TransformJobs"
 STREAM = "job-a/instance-1-1700000000"
 DATA_LOG = "job-a/instance-1-1700000000/data-log"
@@ -442,3 +445,27 @@ def test_the_aws_cli_reads_the_logs(api_server: Any, job_logs: Path, tmp_path: P
         "An error occurred (ResourceNotFoundException) when calling the GetLogEvents "
         "operation: The specified log stream does not exist." in missing.stderr
     )
+
+
+# Our own clients: the same operations, the same exceptions, embedded or remote
+
+LOGS_ERROR_CASES = [
+    ("GetLogEvents", {"logGroupName": GROUP, "logStreamName": "job-a/instance-9-1"}, LogResourceNotFoundError, "ResourceNotFoundException"),
+    ("DescribeLogStreams", {"logGroupName": "/nope"}, LogResourceNotFoundError, "ResourceNotFoundException"),
+    ("GetLogEvents", {"logGroupName": GROUP, "logStreamName": STREAM, "nextToken": "zz"}, InvalidLogParameterError, "InvalidParameterException"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["embedded", "remote"])
+def test_sessions_read_logs_alike(
+    api_server: Any, aws_env: None, job_logs: Path, remote: bool
+) -> None:
+    session = Session(endpoint_url=api_server.endpoint_url) if remote else Session()
+    events = session.call_logs(
+        "GetLogEvents", {"logGroupName": GROUP, "logStreamName": STREAM, "startFromHead": True}
+    )
+    assert messages(events) == [f"model line {n}" for n in range(5)]
+    for operation, request, kind, code in LOGS_ERROR_CASES:
+        with pytest.raises(kind) as caught:
+            session.call_logs(operation, request)
+        assert caught.value.code == code
