@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.abc
 import io
 import json
 import pickle
@@ -37,7 +37,6 @@ from batchtransform.runtimes.frameworks import (
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 XGBOOST_IMAGE = "246618743249.dkr.ecr.us-west-2.amazonaws.com/sagemaker-xgboost:1.7-1"
 PYTORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1.0-cpu-py310"
-HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 IMAGES = [
     ("sklearn us-east-1", SKLEARN_IMAGE, SKLEARN),
@@ -387,7 +386,28 @@ def test_pytorch_image_runs_an_inference_py_that_brings_its_handlers(tmp_path: P
         )
 
 
-@pytest.mark.skipif(HAS_TORCH, reason="checks the error when torch is not installed")
+class _Absent(importlib.abc.MetaPathFinder):
+    """Makes a package look uninstalled: its import fails as it does where it is missing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        if fullname == self.name or fullname.startswith(self.name + "."):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+@pytest.fixture
+def without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch is installed for the PyTorch and Hugging Face tests; these check the error a user
+    without it gets, so it is made unimportable (and unloaded) for the test's duration."""
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_Absent("torch"), *sys.meta_path])
+
+
+@pytest.mark.usefixtures("without_torch")
 def test_pytorch_defaults_without_torch_name_the_extra(tmp_path: Path) -> None:
     model_dir = model_folder(tmp_path, {"model.pt": b"not really"})
     message = str(start_error(PYTORCH_IMAGE, model_dir))
@@ -395,7 +415,7 @@ def test_pytorch_defaults_without_torch_name_the_extra(tmp_path: Path) -> None:
     assert "pip install 'batchtransform[pytorch]'" in message
 
 
-@pytest.mark.skipif(HAS_TORCH, reason="checks the error when torch is not installed")
+@pytest.mark.usefixtures("without_torch")
 def test_an_inference_py_that_imports_a_missing_framework_names_the_extra(tmp_path: Path) -> None:
     model_dir = model_folder(tmp_path, {"code/inference.py": "import torch\n" + PYTORCH_INFERENCE})
     message = str(start_error(PYTORCH_IMAGE, model_dir))
