@@ -150,18 +150,20 @@ class _Upload:
             self._send_part(part)
 
     def commit(self) -> None:
-        """Publish the object: the PUT, or the last part and the completion."""
+        """Publish the object: the PUT, or the last part and the completion. s3fs's cached
+        listings of the folder are dropped, as its own file does on close."""
         if self.upload_id is None:
             self._call("put_object", Body=bytes(self.buffer), **self.encryption)
-            return
-        if self.buffer:
-            self._send_part(bytes(self.buffer))
-        self._call(
-            "complete_multipart_upload",
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": self.parts},
-        )
-        self.upload_id = None
+        else:
+            if self.buffer:
+                self._send_part(bytes(self.buffer))
+            self._call(
+                "complete_multipart_upload",
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
+            self.upload_id = None
+        self.fs.invalidate_cache(f"{self.bucket}/{self.key}")
 
     def discard(self) -> None:
         """Abort the multipart upload, if one is open; a small output was never sent.
