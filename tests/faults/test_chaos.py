@@ -5,6 +5,10 @@ that takes its time, and a bounded number of kills of whichever instance the dic
 busy or starting. The job must end Completed with every output exact, each object written
 once under its own key and nothing else there, the counts exact, no multipart upload left
 open and no process of the job left.
+
+A file is tried on up to three instances; kills every 2 s of files that take up to 3 s
+would, by chance, hit one file three times and rightly fail it. So the handler logs which
+file it serves, and the dice only pick among instances whose file was not hit before.
 """
 
 from __future__ import annotations
@@ -24,20 +28,24 @@ from test_end_to_end import instance_pids, make_model
 from test_instance_death import controller_log, controller_pid, data_logs
 
 from batchtransform import Session
+from batchtransform.logs import logs_dir
 
 KILLS = 4
 KILL_EVERY_SECONDS = 2.0
 SMALL_FILES = 18
 BIG_LINES = 90_000  # about 9.5 MiB of output: more than one 8 MiB part
 
-# Echoes, taking 0.3 s for each mini-batch, so that the kills land mid-file.
+# Echoes, taking 0.3 s for each mini-batch, so that the kills land mid-file; logs which
+# file (the first field of its records) its process serves.
 PATIENT_HANDLER = """
+import os
 import time
 
 def model_fn(model_dir):
     return "ok"
 
 def transform_fn(model, body, content_type, accept):
+    print("serving", body.split(",", 1)[0], os.getpid(), flush=True)
     time.sleep(0.3)
     return "".join(f"out:{line}\\n" for line in body.split("\\n"))
 """
@@ -61,10 +69,34 @@ def last_instance() -> int:
     return max(int(path.name.split("-")[1]) for path in data_logs())
 
 
+def serving() -> dict[int, str]:
+    """Each instance process's file, as its handler last logged it."""
+    found = {}
+    for path in logs_dir("job-1").glob("*[0-9].log"):
+        for line in path.read_text().splitlines():
+            if line.startswith("serving "):
+                _, file, pid = line.split()
+                found[int(pid)] = file
+    return found
+
+
+def victim(session: Session, dice: random.Random, hit: set[str]) -> int | None:
+    """A random instance, busy on a file not hit before, or still starting."""
+    files = serving()
+    pids = [pid for pid in instance_pids(controller_pid(session)) if files.get(pid) not in hit]
+    if not pids:
+        return None
+    pid = dice.choice(pids)
+    if pid in files:
+        hit.add(files[pid])
+    return pid
+
+
 def kill_until_done(session: Session, seed: int) -> int:
-    """SIGKILL a random instance every ~2 s until KILLS kills or the job's end; how many."""
+    """SIGKILL an instance every ~2 s until KILLS kills or the job's end; how many."""
     dice = random.Random(seed)
     kills = 0
+    hit: set[str] = set()
     deadline = time.monotonic() + JOB_TIMEOUT
     next_kill = time.monotonic() + KILL_EVERY_SECONDS
     while time.monotonic() < deadline:
@@ -72,9 +104,9 @@ def kill_until_done(session: Session, seed: int) -> int:
         if status != "InProgress":
             return kills
         if kills < KILLS and time.monotonic() >= next_kill:
-            victims = instance_pids(controller_pid(session))
-            if victims:
-                os.kill(dice.choice(victims), signal.SIGKILL)
+            pid = victim(session, dice, hit)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
                 kills += 1
                 next_kill = time.monotonic() + KILL_EVERY_SECONDS
         time.sleep(0.1)
