@@ -4,7 +4,9 @@ A writer process (the real ``objects.atomic_writer``, SIGTERM turned into System
 an instance) is stopped at times spread over its whole write, its commit slowed so that
 many stops land inside it. Whatever the moment: the output is either absent or complete,
 no temporary file is left, and no multipart upload stays open. A whole job stopped while
-its outputs are being committed counts exactly the outputs that exist.
+its outputs are being committed counts exactly the outputs that exist, including one the
+store had taken when the stop overtook its writer (the store's answer held back by a
+proxy, ``slowproxy``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from documents import job_request
 from faultkit import assert_no_process_left, open_uploads, wait_for_end, wait_until
 from models import ECHO_HANDLER, echoed
 from s3servers import S3Server
+from slowproxy import AnswerDelayProxy
 from test_end_to_end import make_model, outputs, write_inputs
 
 from batchtransform import Session
@@ -219,3 +222,42 @@ def read_output(store: Store, name: str) -> bytes | None:
     except store.client.exceptions.NoSuchKey:
         return None
     return bytes(answer["Body"].read())
+
+
+def test_an_output_whose_commit_the_stop_overtakes_is_counted(
+    session: Session,
+    seaweed_s3: S3Server,
+    s3_env: Callable[[S3Server], S3Server],
+    new_bucket: Callable[[S3Server], str],
+    tmp_path: Path,
+    batchtransform_home: Path,
+) -> None:
+    """The store has the object, but its writer is stopped while waiting for the answer
+    to its PUT: the output exists and is whole, so it counts."""
+    bucket = new_bucket(s3_env(seaweed_s3))
+    upstream_port = int(seaweed_s3.endpoint_url.rsplit(":", 1)[1])
+    proxy = AnswerDelayProxy(upstream_port, f"PUT /{bucket}/out/".encode(), delay=3.0)
+    proxy.start()
+    try:
+        s3_env(S3Server(proxy.endpoint_url, seaweed_s3.access_key, seaweed_s3.secret_key))
+        files = {f"f{n}.csv": f"{n},a\n" for n in range(3)}
+        write_inputs(tmp_path / "in", dict(files))
+        make_model(session, tmp_path, ECHO_HANDLER)
+        session.create_transform_job(
+            **job_request(input_uri=str(tmp_path / "in") + "/", output_path=f"s3://{bucket}/out")
+        )
+        assert proxy.seen.wait(60), "no output was committed"
+        session.stop_transform_job(TransformJobName="job-1")
+        description = wait_for_end(session, "job-1")
+    finally:
+        proxy.stop()
+
+    assert description["TransformJobStatus"] == "Stopped"
+    client = seaweed_s3.client()
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])
+    assert [item["Key"] for item in listed] == ["out/f0.csv.out"]
+    written = client.get_object(Bucket=bucket, Key="out/f0.csv.out")["Body"].read()
+    assert written == echoed(files["f0.csv"])
+    assert description["Progress"]["ObjectsCompleted"] == 1
+    assert open_uploads(seaweed_s3, bucket, "out/") == []
+    assert_no_process_left(batchtransform_home)
