@@ -19,6 +19,7 @@ again from the start instead of resuming a half-consumed stream.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from batchtransform.errors import StorageError
 __all__ = ["DEFAULT_RETRY_SECONDS", "RETRY_SECONDS_ENV", "call", "is_transient", "retry_seconds"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 RETRY_SECONDS_ENV = "BATCHTRANSFORM_STORAGE_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 60.0
@@ -128,13 +131,24 @@ def call(
 
 def _note_failure(endpoint: str, attempt_began: float) -> float:
     """Seconds the endpoint has been failing, from the start of its first failed attempt
-    (botocore's own retries make one attempt last seconds)."""
+    (botocore's own retries make one attempt last seconds). The start of an outage is
+    logged (an instance's log, the controller's), so a slow job can be explained."""
     with _lock:
+        new = endpoint not in _failing_since
         since = _failing_since.setdefault(endpoint, attempt_began)
+    if new:
+        logger.warning(
+            "the store at %s is not answering; retrying for up to %.0f s", endpoint, retry_seconds()
+        )
     return time.monotonic() - since
 
 
 def _note_success(endpoint: str) -> None:
-    if endpoint in _failing_since:
-        with _lock:
-            _failing_since.pop(endpoint, None)
+    if endpoint not in _failing_since:
+        return
+    with _lock:
+        since = _failing_since.pop(endpoint, None)
+    if since is not None:
+        logger.warning(
+            "the store at %s answers again, after %.0f s", endpoint, time.monotonic() - since
+        )

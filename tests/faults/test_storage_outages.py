@@ -17,6 +17,7 @@ from s3servers import S3Server
 from test_end_to_end import make_model, write_inputs
 
 from batchtransform import Session
+from batchtransform.logs import logs_dir
 from batchtransform.outages import RETRY_SECONDS_ENV
 from batchtransform.s3_transfer import S3_PART_SIZE
 
@@ -94,6 +95,9 @@ def test_a_20_second_outage_mid_job_is_waited_out(
         progress = description["Progress"]
         assert (progress["ObjectsCompleted"], progress["ObjectsFailed"]) == (len(inputs), 0)
         assert open_uploads(server, bucket, "out/") == []
+        model_logs = "".join(p.read_text() for p in logs_dir("job-1").glob("*.log"))
+        assert f"the store at {server.endpoint_url} is not answering" in model_logs
+        assert f"the store at {server.endpoint_url} answers again" in model_logs
     assert_no_process_left(batchtransform_home)  # the store's own processes included
 
 
