@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CLIENTS := .venv-clients
 CLIENTS_STAMP := $(CLIENTS)/.installed
 
-.PHONY: install clients demo test test-slow check format lint types bench clean
+.PHONY: install clients postgres-server demo test test-slow check format lint types bench clean
 
 # torch comes first from a CPU-only wheel in pip's find-links when one is there (the
 # registry's default Linux wheel brings several GB of CUDA libraries), else from the
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-index --no-deps torch 2>/dev/null || true
-	$(BIN)/pip install --quiet -e '.[dev,huggingface]'
+	$(BIN)/pip install --quiet -e '.[dev,huggingface,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,14 +30,27 @@ $(CLIENTS_STAMP):
 
 clients: $(CLIENTS_STAMP)
 
+# The store tests start PostgreSQL servers of their own (initdb, pg_ctl): Debian's package
+# brings the binaries when they are absent (as root; otherwise it says what to install).
+postgres-server:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL's server for the store tests (apt-get install postgresql)"; \
+		apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "The store tests need PostgreSQL's server (initdb, pg_ctl): install Debian's postgresql package" >&2; \
+		exit 1; \
+	fi
+
 demo: $(STAMP)
 	BATCHTRANSFORM_HOME=$(CURDIR)/.demo/home $(BIN)/python examples/demo/run_demo.py $(CURDIR)/.demo
 
-test: $(STAMP) $(CLIENTS_STAMP)
+test: $(STAMP) $(CLIENTS_STAMP) postgres-server
 	$(BIN)/pytest -q -m "not slow"
 
 # The long fault cases, which CI runs as well.
-test-slow: $(STAMP)
+test-slow: $(STAMP) postgres-server
 	$(BIN)/pytest -q -m slow
 
 bench: $(STAMP)

@@ -15,6 +15,7 @@ they care about and read the context they need from attributes rather than from 
     ├── RuntimeStartError      a model runtime could not start (model, handler, server)
     ├── InstanceLostError      an instance cannot go on; its item runs elsewhere
     ├── StorageError           reading or writing the object store failed
+    ├── DatabaseSchemaError    the database's schema is newer than this code
     └── UnexpectedStatusException  a waited-for job ended Failed (SageMaker SDK's name)
 
 Each class names the API error code (``code``) and HTTP status (``status``) that the HTTP
@@ -28,6 +29,7 @@ __all__ = [
     "BatchTransformError",
     "ConflictError",
     "DataError",
+    "DatabaseSchemaError",
     "InstanceLostError",
     "InvalidLogParameterError",
     "LogResourceNotFoundError",
@@ -185,6 +187,19 @@ class StorageError(BatchTransformError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class DatabaseSchemaError(BatchTransformError):
+    """The database was migrated by a newer batchtransform than this one: its schema
+    ``revision`` is not among this code's migrations, whose newest is ``expected``.
+
+    Raised when the store opens, before anything is read or written.
+    """
+
+    def __init__(self, message: str, *, revision: str, expected: str) -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.expected = expected
 
 
 class UnexpectedStatusException(BatchTransformError):

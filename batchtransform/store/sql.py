@@ -1,7 +1,12 @@
-"""The store on SQLAlchemy Core: SQLite by default, any SQLAlchemy database by URL.
+"""The store on SQLAlchemy Core: SQLite by default, PostgreSQL (tested) or another
+SQLAlchemy database by URL.
 
 SQLite runs in WAL mode with a generous busy timeout so that the CLI, the HTTP server and
-every job's controller can read and write the same file at once.
+every job's controller can read and write the same file at once. On PostgreSQL, several
+servers and controllers share one database: a name's primary key makes a second create
+fail, and a conditional ``UPDATE`` re-checks its ``WHERE`` on the row's newest version, so
+two writers of a status never both win. Names and statuses sort by code point on every
+database (as SQLite does), not by PostgreSQL's locale.
 """
 
 from __future__ import annotations
@@ -15,35 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from batchtransform.store.base import JobRecord, ModelRecord, Query, Store
-
-_metadata = sa.MetaData()
-
-models = sa.Table(
-    "models",
-    _metadata,
-    sa.Column("name", sa.String(63), primary_key=True),
-    sa.Column("arn", sa.String(2048), nullable=False),
-    sa.Column("creation_time", sa.Float, nullable=False, index=True),
-    sa.Column("request", sa.JSON, nullable=False),
-)
-
-transform_jobs = sa.Table(
-    "transform_jobs",
-    _metadata,
-    sa.Column("name", sa.String(63), primary_key=True),
-    sa.Column("arn", sa.String(256), nullable=False),
-    sa.Column("model_name", sa.String(63), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("creation_time", sa.Float, nullable=False, index=True),
-    sa.Column("last_modified_time", sa.Float, nullable=False),
-    sa.Column("start_time", sa.Float),
-    sa.Column("end_time", sa.Float),
-    sa.Column("failure_reason", sa.Text),
-    sa.Column("request", sa.JSON, nullable=False),
-    sa.Column("model", sa.JSON, nullable=False),
-    sa.Column("progress", sa.JSON, nullable=False),
-    sa.Column("controller_pid", sa.Integer),
-)
+from batchtransform.store.migrate import ensure_current
+from batchtransform.store.schema import models, transform_jobs
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -55,14 +33,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL and a busy timeout."""
+    """An engine for ``url``, its database migrated to this code's schema.
+
+    SQLite gets WAL and a busy timeout. ``postgresql://`` without a driver means psycopg 3
+    (SQLAlchemy's own default, psycopg2, is not what the ``[postgres]`` extra installs).
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30}, poolclass=sa.NullPool)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    _metadata.create_all(engine)
+        engine = _server_engine(url)
+    ensure_current(engine)
     return engine
+
+
+def _server_engine(url: str) -> Engine:
+    """A pooled engine for a database server, with a clear word when its driver is missing."""
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    except ModuleNotFoundError as exc:
+        extra = " (pip install 'batchtransform[postgres]')" if "psycopg" in str(exc) else ""
+        raise ModuleNotFoundError(
+            f"the database URL {parsed.render_as_string(hide_password=True)} needs the "
+            f"Python module {exc.name!r}{extra}",
+            name=exc.name,
+        ) from exc
 
 
 class SQLStore(Store):
@@ -70,6 +68,8 @@ class SQLStore(Store):
 
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
+        # PostgreSQL sorts text by its locale ("job-10" near "job1"); SQLite by code point.
+        self._binary = "C" if self.engine.dialect.name == "postgresql" else None
 
     def add_model(self, record: ModelRecord) -> bool:
         return self._insert(models, vars(record))
@@ -79,7 +79,7 @@ class SQLStore(Store):
         return ModelRecord(**row) if row else None
 
     def list_models(self, query: Query) -> Sequence[ModelRecord]:
-        rows = self._many(_filtered(models, query))
+        rows = self._many(_filtered(models, query, self._binary))
         return [ModelRecord(**row) for row in rows]
 
     def delete_model(self, name: str) -> bool:
@@ -94,7 +94,7 @@ class SQLStore(Store):
         return JobRecord(**row) if row else None
 
     def list_jobs(self, query: Query) -> Sequence[JobRecord]:
-        rows = self._many(_filtered(transform_jobs, query))
+        rows = self._many(_filtered(transform_jobs, query, self._binary))
         return [JobRecord(**row) for row in rows]
 
     def update_job(
@@ -132,11 +132,13 @@ def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _filtered(table: sa.Table, query: Query) -> sa.Select[Any]:
+def _filtered(table: sa.Table, query: Query, binary_collation: str | None) -> sa.Select[Any]:
+    """The list query; ``binary_collation`` makes text sort by code point where needed."""
     c = table.c
     statement = sa.select(table)
     if query.name_contains:
-        statement = statement.where(c.name.contains(query.name_contains, autoescape=True))
+        # case-insensitive, as SQLite's LIKE always was: the same answer on every database
+        statement = statement.where(c.name.icontains(query.name_contains, autoescape=True))
     if query.status_equals and "status" in c:
         statement = statement.where(c.status == query.status_equals)
     bounds = [
@@ -148,6 +150,11 @@ def _filtered(table: sa.Table, query: Query) -> sa.Select[Any]:
             statement = statement.where(column > after)
         if column is not None and before is not None:
             statement = statement.where(column < before)
-    key = c[query.sort_by]
-    order = [key.desc() if query.descending else key.asc(), c.name.asc()]
+    key: sa.ColumnElement[Any] = c[query.sort_by]
+    name: sa.ColumnElement[Any] = c.name
+    if binary_collation:
+        name = name.collate(binary_collation)
+        if isinstance(key.type, sa.String):
+            key = key.collate(binary_collation)
+    order = [key.desc() if query.descending else key.asc(), name.asc()]
     return statement.order_by(*order).offset(query.offset).limit(query.limit)

@@ -1,0 +1,43 @@
+"""The tables as the code reads and writes them today, and the schema revision they are.
+
+These definitions describe the newest migration's result; the migrations in
+``migrations/versions/`` are what create and change real databases. The two must agree:
+``SCHEMA_REVISION`` names the newest migration, and a test compares the migrated
+database with these tables.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_REVISION = "0001"
+"""The migration that produced the tables below; the database must be at this revision."""
+
+metadata = sa.MetaData()
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("arn", sa.String(2048), nullable=False),
+    sa.Column("creation_time", sa.Float, nullable=False, index=True),
+    sa.Column("request", sa.JSON, nullable=False),
+)
+
+transform_jobs = sa.Table(
+    "transform_jobs",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("arn", sa.String(256), nullable=False),
+    sa.Column("model_name", sa.String(63), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("creation_time", sa.Float, nullable=False, index=True),
+    sa.Column("last_modified_time", sa.Float, nullable=False),
+    sa.Column("start_time", sa.Float),
+    sa.Column("end_time", sa.Float),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("model", sa.JSON, nullable=False),
+    sa.Column("progress", sa.JSON, nullable=False),
+    sa.Column("controller_pid", sa.Integer),
+)
