@@ -30,7 +30,9 @@ from batchtransform.data.processing import (
     process_responses,
 )
 from batchtransform.data.readahead import read_ahead
+from batchtransform.data.record_errors import RecordErrors
 from batchtransform.data.split import record_separator, split_blocks, split_records
+from batchtransform.data.tolerant import tolerant_stream
 
 __all__ = ["PipelineSettings", "PipelineStats", "transform_stream"]
 
@@ -67,6 +69,7 @@ class PipelineStats:
     batches: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    failed_records: int = 0  # left out of the output (record errors only)
 
     def count_input(self, chunk: bytes) -> None:
         self.bytes_in += len(chunk)
@@ -92,6 +95,8 @@ def transform_stream(
     settings: PipelineSettings,
     invoke: Callable[[Batch], bytes],
     stats: PipelineStats | None = None,
+    errors: RecordErrors | None = None,
+    probe: Callable[[Batch], bytes] | None = None,
 ) -> Generator[bytes, None, None]:
     """Yield the output bytes of one object, given its raw bytes and a way to call the model.
 
@@ -104,11 +109,18 @@ def transform_stream(
     Split checks each record against the payload limit as it is read, so an oversized
     record (or, for SplitType None, an oversized object) fails without being buffered
     whole. SplitType None yields one record, hence one batch whatever the strategy.
+
+    With ``errors`` (the job tolerates bad records), a record that fails is added there
+    and left out of the output instead of failing the object (``tolerant``); ``probe``
+    then calls the model once, without the retries ``invoke`` makes, for the halves of a
+    failing batch.
     """
     stats = PipelineStats() if stats is None else stats
     limit = settings.max_payload_bytes
     raw = _observe(chunks, stats.count_input)
     data = decompress(raw, settings.compression)
+    if errors is not None:
+        return tolerant_stream(data, settings, invoke, probe or invoke, stats, errors)
     framed = settings.batch_strategy == "MultiRecord"
     processing = settings.processing
     if processing is not None:
