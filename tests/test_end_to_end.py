@@ -10,10 +10,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from documents import job_request, model_request
+from lifecycle import JOB_TIMEOUT
+from lifecycle import wait_for_end as wait_for
 from models import ECHO_HANDLER, POISON_HANDLER, SLOW_HANDLER, echoed, tar_model, write_model
 from s3servers import S3Server
 
@@ -26,18 +27,6 @@ INPUTS = {
     "sub/b.csv": "5,6\r\n\r\n7,8",
     "sub/deeper/c.csv": "".join(f"{i},{i * i}\n" for i in range(500)),
 }
-TIMEOUT = 120.0
-
-
-def wait_for(session: Session, name: str, timeout: float = TIMEOUT) -> dict[str, Any]:
-    """Poll until the job ends; fail the test (not hang) if it does not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        description = session.describe_transform_job(TransformJobName=name)
-        if description["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return description
-        time.sleep(0.2)
-    raise AssertionError(f"job {name} did not end within {timeout} s")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -460,7 +449,7 @@ def test_a_controller_run_by_hand_reads_the_job_from_the_store(tmp_path: Path) -
     request = job_request(input_uri=str(tmp_path / "in") + "/", output_path=str(tmp_path / "out"))
     session.create_transform_job(**request)
     command = [sys.executable, "-m", "batchtransform.controller", "job-1"]
-    subprocess.run(command, check=True, timeout=TIMEOUT)
+    subprocess.run(command, check=True, timeout=JOB_TIMEOUT)
 
     description = session.describe_transform_job(TransformJobName="job-1")
     assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")

@@ -6,7 +6,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from lifecycle import alive
 
 from batchtransform.executors.sessions import kill_session, session_members
 
@@ -20,14 +21,6 @@ child = subprocess.Popen([sys.executable, "-c", (
 print(child.pid, child.stdout.readline().decode().strip(), flush=True)
 time.sleep(60)
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_what_a_dead_session_leader_left_is_killed() -> None:

@@ -13,6 +13,7 @@ import joblib
 import numpy as np
 import pytest
 from documents import job_request
+from lifecycle import alive
 from models import echoed, tar_model, write_model
 from runtimes.model_server import write_launcher
 from sklearn.datasets import load_iris
@@ -58,14 +59,6 @@ def run_job(
 
 def logs(kind: str) -> str:
     return "".join(p.read_text() for p in sorted(logs_dir("job-1").glob(f"*{kind}")))
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def assert_gone(pid_file: Path, timeout: float = 15.0) -> None:

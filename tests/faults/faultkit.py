@@ -7,24 +7,8 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from s3servers import S3Server
-
-from batchtransform import Session
-
-JOB_TIMEOUT = 120.0
-
-
-def wait_for_end(session: Session, name: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
-    """The job's description once it has ended; fails the test (never hangs) if it does not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        description = session.describe_transform_job(TransformJobName=name)
-        if description["TransformJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return description
-        time.sleep(0.2)
-    raise AssertionError(f"job {name} did not end within {timeout} s")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:

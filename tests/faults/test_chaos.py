@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faultkit import JOB_TIMEOUT, assert_no_process_left, open_uploads
+from faultkit import assert_no_process_left, open_uploads
+from lifecycle import JOB_TIMEOUT
 from models import echoed
 from s3servers import S3Server
 from test_end_to_end import instance_pids, make_model

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 from documents import job_request
-from faultkit import assert_no_process_left, open_uploads, wait_for_end, wait_until
+from faultkit import assert_no_process_left, open_uploads, wait_until
+from lifecycle import wait_for_end
 from models import ECHO_HANDLER, echoed
 from s3servers import S3Server
 from slowproxy import AnswerDelayProxy

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from documents import job_request
-from faultkit import assert_no_process_left, wait_for_end
+from faultkit import assert_no_process_left
+from lifecycle import wait_for_end
 from models import ECHO_HANDLER, echoed
 from test_end_to_end import make_model, outputs, write_inputs
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faultkit import assert_no_process_left, wait_for_end
+from faultkit import assert_no_process_left
+from lifecycle import wait_for_end
 from models import echoed
 from test_end_to_end import make_model, outputs
 from test_instance_death import assert_counts, controller_log, start_job

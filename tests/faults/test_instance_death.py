@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from documents import job_request
-from faultkit import assert_no_process_left, wait_for_end, wait_until
+from faultkit import assert_no_process_left, wait_until
+from lifecycle import alive, wait_for_end
 from models import SLOW_HANDLER, echoed
 from runtimes.model_server import write_launcher
 from test_end_to_end import instance_pids, make_model, outputs, records_done, write_inputs
@@ -140,14 +141,6 @@ def test_a_file_that_crashes_every_instance_is_charged_after_its_tries(
     }
     assert controller_log().count("killed by SIGSEGV") == MAX_ATTEMPTS
     assert_no_process_left(batchtransform_home)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_a_killed_instance_leaves_no_model_server_nor_its_children(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from documents import job_request
-from faultkit import assert_no_process_left, wait_for_end
+from faultkit import assert_no_process_left
+from lifecycle import wait_for_end
 from test_end_to_end import make_model, write_inputs
 
 from batchtransform import Session

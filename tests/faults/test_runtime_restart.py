@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faultkit import assert_no_process_left, wait_for_end
+from faultkit import assert_no_process_left
+from lifecycle import wait_for_end
 from models import echoed
 from runtimes.model_server import write_launcher
 from test_end_to_end import outputs

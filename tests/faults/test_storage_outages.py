@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from documents import job_request
-from faultkit import assert_no_process_left, open_uploads, wait_for_end, wait_until
+from faultkit import assert_no_process_left, open_uploads, wait_until
+from lifecycle import wait_for_end
 from models import echoed
 from outage import restartable_seaweed
 from s3servers import S3Server

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from lifecycle import alive
 from model_server import write_launcher
 
 from batchtransform.errors import ModelError, RuntimeStartError, ValidationError
@@ -52,15 +53,6 @@ def running(runtime_context: RuntimeContext) -> Iterator[ProcessRuntime]:
         yield runtime
     finally:
         runtime.stop()
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting to be reaped has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state != "Z"
 
 
 def wait_until_gone(pids: list[int], timeout: float = 10.0) -> None:
