@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-index --no-deps torch 2>/dev/null || true
-	$(BIN)/pip install --quiet -e '.[dev,huggingface,postgres]'
+	$(BIN)/pip install --quiet -e '.[dev,huggingface,postgres,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

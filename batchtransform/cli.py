@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from typing import Any
 from batchtransform.api import ApiServer, ServerConfig, credentials_from
 from batchtransform.api.server import ACCESS_KEY_ID_VARIABLE, SECRET_ACCESS_KEY_VARIABLE
 from batchtransform.errors import BatchTransformError, UnexpectedStatusException
+from batchtransform.executors import EXECUTOR_VARIABLE, EXECUTORS
 from batchtransform.jobs import JobStatus
 from batchtransform.sdk import Session
 from batchtransform.watch import ControllerWatch
@@ -160,6 +162,15 @@ def _add_server(commands: Any) -> None:
     command.add_argument(
         "--no-auth", action="store_true", help="accept unsigned requests from anyone who connects"
     )
+    command.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help=f"where jobs' instances run: local processes or Ray actors (${EXECUTOR_VARIABLE})",
+    )
+    command.add_argument(
+        "--ray-address",
+        help="the Ray cluster to join, e.g. 10.0.0.5:6379 ($RAY_ADDRESS; none: a Ray per job)",
+    )
     command.set_defaults(handler=_server)
 
 
@@ -255,6 +266,11 @@ def _session(args: argparse.Namespace) -> Session:
 
 
 def _server(args: argparse.Namespace) -> int:
+    # Jobs' controllers inherit this process's environment, and choose their executor by it.
+    if args.executor:
+        os.environ[EXECUTOR_VARIABLE] = args.executor
+    if args.ray_address:
+        os.environ["RAY_ADDRESS"] = args.ray_address
     try:
         credentials = credentials_from(args.access_key_id, args.secret_access_key)
         config = ServerConfig(args.host, args.port, credentials, no_auth=args.no_auth)

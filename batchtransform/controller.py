@@ -27,7 +27,7 @@ from typing import Any
 
 from batchtransform import config, manifests, objects
 from batchtransform.errors import BatchTransformError, StorageError, one_line
-from batchtransform.executors import Event, Executor, LocalExecutor
+from batchtransform.executors import Event, Executor, create_executor
 from batchtransform.instance import InstanceFactory, ItemResult
 from batchtransform.jobs import JobStatus, transition
 from batchtransform.objects import ObjectInfo
@@ -283,7 +283,7 @@ def run_job(
     JobRun(
         lambda: given if given is not None else open_store(),
         record,
-        executor or LocalExecutor(),
+        executor or create_executor(),  # BATCHTRANSFORM_EXECUTOR
     ).run()
 
 

@@ -14,6 +14,7 @@ they care about and read the context they need from attributes rather than from 
     ├── ModelError             the model failed a request (status + body)
     ├── RuntimeStartError      a model runtime could not start (model, handler, server)
     ├── InstanceLostError      an instance cannot go on; its item runs elsewhere
+    ├── ExecutorError          the chosen executor cannot run the job (engine, resources)
     ├── StorageError           reading or writing the object store failed
     ├── DatabaseSchemaError    the database's schema is newer than this code
     └── UnexpectedStatusException  a waited-for job ended Failed (SageMaker SDK's name)
@@ -30,6 +31,7 @@ __all__ = [
     "ConflictError",
     "DataError",
     "DatabaseSchemaError",
+    "ExecutorError",
     "InstanceLostError",
     "InvalidLogParameterError",
     "LogResourceNotFoundError",
@@ -174,6 +176,12 @@ class InstanceLostError(BatchTransformError):
     def __init__(self, message: str, attempts: int | None = None) -> None:
         super().__init__(message)
         self.attempts = attempts
+
+
+class ExecutorError(BatchTransformError):
+    """The chosen executor cannot run the job at all: its engine is not installed (the
+    message names the extra), or no machine or node has what one instance asks for (the
+    message names what is missing). Raised before any instance starts; the job fails."""
 
 
 class StorageError(BatchTransformError):
