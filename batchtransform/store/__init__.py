@@ -28,9 +28,9 @@ Adding a migration (a new table or column):
 from __future__ import annotations
 
 from batchtransform import config
-from batchtransform.store.base import JobRecord, ModelRecord, Query, Store
+from batchtransform.store.base import CommitRecord, JobRecord, ModelRecord, Query, Store
 
-__all__ = ["JobRecord", "ModelRecord", "Query", "Store", "open_store"]
+__all__ = ["CommitRecord", "JobRecord", "ModelRecord", "Query", "Store", "open_store"]
 
 
 def open_store(url: str | None = None) -> Store:

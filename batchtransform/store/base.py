@@ -40,6 +40,20 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class CommitRecord:
+    """One work item's committed output: ``item_key`` is ``WorkItem.key``, ``stamp`` the
+    output's size and ETag or modification time then (``objects.stamp``), ``counters``
+    the item's records, bytes and failed records."""
+
+    job_name: str
+    item_key: str
+    output_url: str
+    stamp: str
+    counters: dict[str, int]
+    committed_time: float
+
+
+@dataclass(frozen=True)
 class Query:
     """Filters, order and page of a list call. ``sort_by`` is a record attribute name."""
 
@@ -94,3 +108,11 @@ class Store(abc.ABC):
 
         Atomic: the check and the write happen in one statement. Returns whether it wrote.
         """
+
+    @abc.abstractmethod
+    def record_commits(self, commits: Sequence[CommitRecord]) -> None:
+        """Save committed outputs, replacing any earlier row of the same job and item key."""
+
+    @abc.abstractmethod
+    def list_commits(self, job_name: str) -> Sequence[CommitRecord]:
+        """Every committed output recorded for the job."""

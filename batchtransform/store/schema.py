@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """The migration that produced the tables below; the database must be at this revision."""
 
 metadata = sa.MetaData()
@@ -41,3 +41,15 @@ transform_jobs = sa.Table(
     sa.Column("progress", sa.JSON, nullable=False),
     sa.Column("controller_pid", sa.Integer),
 )
+
+committed_outputs = sa.Table(
+    "committed_outputs",
+    metadata,
+    sa.Column("job_name", sa.String(63), primary_key=True),
+    sa.Column("item_key", sa.String(2048), primary_key=True),
+    sa.Column("output_url", sa.Text, nullable=False),
+    sa.Column("stamp", sa.String(512), nullable=False),
+    sa.Column("counters", sa.JSON, nullable=False),
+    sa.Column("committed_time", sa.Float, nullable=False),
+)
+"""What each work item of a job committed (``migrations/versions/0002``), for resume."""

@@ -12,6 +12,7 @@ database (as SQLite does), not by PostgreSQL's locale.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -19,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from batchtransform.store.base import JobRecord, ModelRecord, Query, Store
+from batchtransform.store.base import CommitRecord, JobRecord, ModelRecord, Query, Store
 from batchtransform.store.migrate import ensure_current
-from batchtransform.store.schema import models, transform_jobs
+from batchtransform.store.schema import committed_outputs, models, transform_jobs
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -70,6 +71,13 @@ class SQLStore(Store):
         self.engine = create_engine(url)
         # PostgreSQL sorts text by its locale ("job-10" near "job1"); SQLite by code point.
         self._binary = "C" if self.engine.dialect.name == "postgresql" else None
+        # A pool's idle connections are closed with the store, not left to the collector
+        # (psycopg warns about connections collected open).
+        self._closer = weakref.finalize(self, self.engine.dispose)
+
+    def close(self) -> None:
+        """Close the pool's connections; the store opens new ones if used again."""
+        self.engine.dispose()
 
     def add_model(self, record: ModelRecord) -> bool:
         return self._insert(models, vars(record))
@@ -106,6 +114,24 @@ class SQLStore(Store):
         with self.engine.begin() as conn:
             return conn.execute(statement.values(**fields)).rowcount > 0
 
+    def record_commits(self, commits: Sequence[CommitRecord]) -> None:
+        """Delete and insert in one transaction: the same on every database, no upsert."""
+        if not commits:
+            return
+        table = committed_outputs
+        with self.engine.begin() as conn:
+            for job_name in {commit.job_name for commit in commits}:
+                keys = [c.item_key for c in commits if c.job_name == job_name]
+                conn.execute(
+                    sa.delete(table).where(table.c.job_name == job_name, table.c.item_key.in_(keys))
+                )
+            conn.execute(sa.insert(table), [vars(commit) for commit in commits])
+
+    def list_commits(self, job_name: str) -> Sequence[CommitRecord]:
+        table = committed_outputs
+        rows = self._many(sa.select(table).where(table.c.job_name == job_name))
+        return [CommitRecord(**row) for row in rows]
+
     def _insert(self, table: sa.Table, values: dict[str, Any]) -> bool:
         try:
             with self.engine.begin() as conn:
@@ -126,7 +152,7 @@ class SQLStore(Store):
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     """JSON columns come back as text from some drivers; normalise to objects."""
-    for key in ("request", "model", "progress"):
+    for key in ("request", "model", "progress", "counters"):
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row
