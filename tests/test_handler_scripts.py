@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
-from documents import job_request
 from handlers import HANDLERS, source
 from models import tar_model
 from sklearn.compose import ColumnTransformer
@@ -26,7 +25,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from test_end_to_end import outputs, wait_for, write_inputs
+from test_end_to_end import outputs
+from test_runtimes_end_to_end import run_job
 
 from batchtransform import Session
 from batchtransform.runtimes import compat, create_runtime
@@ -86,17 +86,6 @@ def container(image: str, archive: str, **environment: str) -> dict[str, Any]:
             **environment,
         },
     }
-
-
-def run_job(
-    session: Session, tmp_path: Path, inputs: dict[str, str], **overrides: Any
-) -> dict[str, Any]:
-    write_inputs(tmp_path / "in", dict(inputs))
-    request = job_request(
-        input_uri=str(tmp_path / "in") + "/", output_path=str(tmp_path / "out"), **overrides
-    )
-    session.create_transform_job(**request)
-    return wait_for(session, request["TransformJobName"])
 
 
 def joblib_bytes(model: Any) -> bytes:

@@ -19,9 +19,7 @@ from runtimes.hf_models import (
     add_code,
     answer_lines,
     assert_close,
-    build_text_classifier,
     json_lines,
-    offline,
 )
 
 from batchtransform.errors import ModelError, RuntimeStartError
@@ -74,21 +72,6 @@ def test_which_images_are_hugging_face_images(image: str, expected: bool) -> Non
     if expected:
         runtime = create_runtime(RuntimeContext(image=image, model_dir=Path("/nonexistent")))
         assert isinstance(runtime, HuggingFaceRuntime)
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The model folder; the Hugging Face libraries stay offline while the module runs."""
-    with offline(tmp_path_factory.mktemp("hf")):
-        yield build_text_classifier(tmp_path_factory.mktemp("classifier"))
-
-
-@pytest.fixture(scope="module")
-def reference(classifier: Path) -> Any:
-    """The same pipeline, run by the test itself, one text at a time."""
-    from transformers import pipeline
-
-    return pipeline("text-classification", model=str(classifier), device=-1)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ and transformers themselves; nothing leaves the machine."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from runtimes.hf_models import (
     add_code,
     answer_lines,
     assert_close,
-    build_text_classifier,
-    offline,
     offline_environment,
     pack,
 )
@@ -35,21 +32,6 @@ INPUTS = {
     "reviews/part-1.jsonl": [{"inputs": text} for text in TEXTS[:4]],
     "reviews/part-2.jsonl": TEXTS[4:],
 }
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The model folder; the Hugging Face libraries stay offline while the module runs."""
-    with offline(tmp_path_factory.mktemp("hf")):
-        yield build_text_classifier(tmp_path_factory.mktemp("classifier"))
-
-
-@pytest.fixture(scope="module")
-def reference(classifier: Path) -> Any:
-    """The same pipeline, run by the test itself, record by record."""
-    from transformers import pipeline
-
-    return pipeline("text-classification", model=str(classifier), device=-1)
 
 
 @pytest.fixture
