@@ -1,4 +1,5 @@
-"""The service's operations and rules, over a real SQLite store (no controller launched)."""
+"""The service's operations and rules, over a real store (no controller launched): every
+test runs on SQLite and on PostgreSQL (the ``database_url`` fixture)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from batchtransform.store import JobRecord, open_store
 
 
 @pytest.fixture
-def service() -> Service:
+def service(database_url: str) -> Service:
     launched: list[str] = []
     service = Service(open_store(), launcher=lambda record: launched.append(record.name))
     service.launched = launched  # type: ignore[attr-defined]
@@ -233,7 +234,7 @@ def crashing(record: JobRecord) -> int:
     ids=["cannot start", "dies before reporting in"],
 )
 def test_a_controller_that_fails_early_fails_the_job(
-    launcher: Callable[[JobRecord], int | None], reason: str
+    launcher: Callable[[JobRecord], int | None], reason: str, database_url: str
 ) -> None:
     service = Service(open_store(), launcher=launcher)
     service.call("CreateModel", model_request())
