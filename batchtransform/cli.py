@@ -72,6 +72,10 @@ _API_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, Any, str]]]] = {
     "stop-transform-job": ("StopTransformJob", "Stop a running job; partial outputs are removed.", [
         ("--transform-job-name", "TransformJobName", str, "the job's name"),
     ]),
+    "resume-transform-job": ("ResumeTransformJob", "Run a Failed or Stopped job again from where "
+                             "it was: only work without a committed output runs (not in AWS).", [
+        ("--transform-job-name", "TransformJobName", str, "the job's name"),
+    ]),
 }  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """Transform job statuses and the one function that changes them.
 
 A job is InProgress from the moment it is created (SageMaker has no Pending), and ends
-Completed, Failed or, through Stopping, Stopped. Every change goes through ``transition``,
+Completed, Failed or, through Stopping, Stopped. A Failed or Stopped job may be resumed
+(``ResumeTransformJob``, ours): it goes back to InProgress, and only its work without a
+committed output runs again. Every change goes through ``transition``,
 which persists it with a conditional update so that two writers (a stop request and the
 controller finishing) cannot both win.
 """
@@ -37,8 +39,8 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.IN_PROGRESS: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPING}),
     JobStatus.STOPPING: frozenset({JobStatus.STOPPED, JobStatus.FAILED}),
     JobStatus.COMPLETED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.STOPPED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.IN_PROGRESS}),  # resumed
+    JobStatus.STOPPED: frozenset({JobStatus.IN_PROGRESS}),  # resumed
 }
 
 FAILURE_REASON_MAX = 1024

@@ -13,7 +13,9 @@ Three adjustments make the remote session behave exactly like the embedded one:
   the server's code;
 * timestamps are parsed into UTC datetimes, as the embedded service returns them;
 * DescribeTransformJob keeps its ``Progress`` member, which botocore drops because the
-  SageMaker model lacks it: a handler copies it from the raw body into the parsed response.
+  SageMaker model lacks it: a handler copies it from the raw body into the parsed response;
+* ResumeTransformJob, ours, is not in botocore's model: it goes out as StopTransformJob,
+  whose request has the same one member, with its target renamed before it is signed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import botocore.session
 from botocore import UNSIGNED, xform_name
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
@@ -47,6 +49,8 @@ from batchtransform.service import LOGS_OPERATIONS, OPERATIONS
 __all__ = ["RemoteService"]
 
 _PROGRESS_EVENT = "after-call.sagemaker.DescribeTransformJob"
+_RESUME = "ResumeTransformJob"
+_CARRIER = "StopTransformJob"  # the botocore operation a resume request travels as
 _BY_NAME: dict[str, type[BatchTransformError]] = {
     "NotFoundError": NotFoundError,
     "LogResourceNotFoundError": LogResourceNotFoundError,
@@ -62,6 +66,7 @@ class RemoteService:
         self.endpoint_url = endpoint_url
         self.client = _client(endpoint_url)
         self._logs_client: BaseClient | None = None
+        self._resume_client: BaseClient | None = None
 
     def call(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run ``operation`` (``CreateTransformJob``, ...) on the server."""
@@ -69,7 +74,18 @@ class RemoteService:
             raise ValidationError(
                 f"Unknown operation {operation!r}; supported: {', '.join(OPERATIONS)}."
             )
+        if operation == _RESUME:
+            return _call(self._resumer(), _CARRIER, request)
         return _call(self.client, operation, request)
+
+    def _resumer(self) -> BaseClient:
+        """A client whose StopTransformJob requests are ResumeTransformJob requests."""
+        if self._resume_client is None:
+            self._resume_client = _client(self.endpoint_url)
+            events = self._resume_client.meta.events
+            events.register(f"before-sign.sagemaker.{_CARRIER}", _as_resume)
+            events.register(f"after-call.sagemaker.{_CARRIER}", _keep_resume_answer)
+        return self._resume_client
 
     def call_logs(self, operation: str, request: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Run a CloudWatch Logs read operation (``GetLogEvents``, ...) on the server."""
@@ -125,6 +141,18 @@ def _keep_progress(http_response: AWSResponse, parsed: dict[str, Any], **_: Any)
     progress = json.loads(http_response.content).get("Progress")
     if progress is not None:
         parsed["Progress"] = progress
+
+
+def _as_resume(request: AWSRequest, **_: Any) -> None:
+    """Rename the operation before the signature covers the header."""
+    del request.headers["X-Amz-Target"]
+    request.headers["X-Amz-Target"] = f"SageMaker.{_RESUME}"
+
+
+def _keep_resume_answer(http_response: AWSResponse, parsed: dict[str, Any], **_: Any) -> None:
+    """The answer's members, which StopTransformJob's empty output shape would drop."""
+    if http_response.status_code == 200 and http_response.content:
+        parsed.update(json.loads(http_response.content))
 
 
 def _exception(response: Mapping[str, Any]) -> BatchTransformError:

@@ -70,6 +70,12 @@ class Session:
             raise AttributeError(name)
         return lambda **request: self.call(operation, request)
 
+    def resume_transform_job(self, TransformJobName: str) -> dict[str, Any]:
+        """Ours, not SageMaker's: take a Failed or Stopped job back to InProgress; only its
+        work without a committed output runs again. Refused for a Completed or running
+        job, and for one whose model was deleted."""
+        return self.call("ResumeTransformJob", {"TransformJobName": TransformJobName})
+
     def wait_for_transform_job(self, job: str, poll: float = 5.0) -> dict[str, Any]:
         """Poll until the job ends; raise UnexpectedStatusException unless it Completed/Stopped."""
         while True:

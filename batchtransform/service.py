@@ -18,6 +18,7 @@ from typing import Any
 
 from batchtransform import config, runtimes, shapes
 from batchtransform.cloudwatch_logs import LOGS_OPERATIONS, LogsService
+from batchtransform.data.record_errors import MAX_FAILED_RECORDS_VARIABLE, limit_from
 from batchtransform.errors import ConflictError, NotFoundError, ValidationError
 from batchtransform.jobs import JobStatus, transition
 from batchtransform.store import JobRecord, ModelRecord, Query, Store, open_store
@@ -38,7 +39,10 @@ OPERATIONS = (
     "DescribeTransformJob",
     "ListTransformJobs",
     "StopTransformJob",
+    "ResumeTransformJob",  # ours: SageMaker has no such operation
 )
+# Operations of ours, checked against the botocore shape of the same request.
+_VALIDATED_AS = {"ResumeTransformJob": "StopTransformJob"}
 
 _ECHOED_JOB_MEMBERS = (
     "MaxConcurrentTransforms",
@@ -88,7 +92,7 @@ class Service:
                 f"Unknown operation {operation!r}; supported: {', '.join(OPERATIONS)}."
             )
         request = dict(request or {})
-        validate_request(operation, request)
+        validate_request(_VALIDATED_AS.get(operation, operation), request)
         method: Callable[[dict[str, Any]], dict[str, Any]] = getattr(self, _snake(operation))
         return method(request)
 
@@ -134,6 +138,7 @@ class Service:
 
     def create_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
         shapes.check_transform_job_rules(request)
+        _check_record_errors(request)
         model = self._model(request["ModelName"])
         name, now = request["TransformJobName"], time.time()
         record = JobRecord(
@@ -151,14 +156,45 @@ class Service:
                 f'Transform job "{record.arn}" already exists; job names are unique.',
                 code="ResourceInUse",
             )
-        try:
-            pid = self.launcher(record)
-        except OSError as exc:  # no process could be started: the job must not hang
-            reason = f"InternalServerError: could not start the job's controller: {exc}"
-            transition(self.store, name, JobStatus.FAILED, failure_reason=reason)
-        else:
-            if pid is not None:
-                self.store.update_job(name, controller_pid=pid)
+        self._launch(record)
+        return {"TransformJobArn": record.arn}
+
+    def resume_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Ours, not SageMaker's: run a Failed or Stopped job again from where it was.
+
+        The job goes back to InProgress and its controller runs only the work items with
+        no committed output (or whose output changed since its commit); the rest keep
+        their outputs and count as done. A job whose controller died was ended Failed when
+        it was read, so it can be resumed too. The job runs with the model document it was
+        created with, but its model must still exist.
+        """
+        record = self._job(request["TransformJobName"])
+        if record.status not in (JobStatus.FAILED.value, JobStatus.STOPPED.value):
+            raise ConflictError(
+                f'Cannot resume transform job "{record.arn}": it is {record.status}; only a '
+                "Failed or Stopped job can be resumed."
+            )
+        if self.store.get_model(record.model_name) is None:
+            raise ConflictError(
+                f'Cannot resume transform job "{record.arn}": its model '
+                f'"{config.arn("model", record.model_name)}" was deleted.'
+            )
+        progress = {**record.progress, "resumes": record.progress.get("resumes", 0) + 1}
+        resumed = transition(
+            self.store,
+            record.name,
+            JobStatus.IN_PROGRESS,
+            end_time=None,
+            failure_reason=None,
+            controller_pid=None,
+            progress=progress,
+        )
+        current = self.store.get_job(record.name)
+        if not resumed or current is None:
+            raise ConflictError(
+                f'Cannot resume transform job "{record.arn}": its status changed meanwhile.'
+            )
+        self._launch(current)
         return {"TransformJobArn": record.arn}
 
     def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +235,18 @@ class Service:
         return {}
 
     # Helpers
+
+    def _launch(self, record: JobRecord) -> None:
+        """Start the job's controller and record its process id; a job whose controller
+        cannot start fails at once rather than hang."""
+        try:
+            pid = self.launcher(record)
+        except OSError as exc:
+            reason = f"InternalServerError: could not start the job's controller: {exc}"
+            transition(self.store, record.name, JobStatus.FAILED, failure_reason=reason)
+        else:
+            if pid is not None:
+                self.store.update_job(record.name, controller_pid=pid)
 
     def _model(self, name: str) -> ModelRecord:
         record = self.store.get_model(name)
@@ -248,6 +296,15 @@ class Service:
         return self.store.get_job(record.name) or record
 
 
+def _check_record_errors(request: Mapping[str, Any]) -> None:
+    """A BATCHTRANSFORM_MAX_FAILED_RECORDS that is not a count or a percentage is refused
+    at create time, not when the job ends."""
+    try:
+        limit_from(request.get("Environment"))
+    except ValueError as exc:
+        raise ValidationError(str(exc), f"Environment.{MAX_FAILED_RECORDS_VARIABLE}") from exc
+
+
 def _snake(operation: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
 
@@ -277,10 +334,22 @@ def _progress(record: JobRecord) -> dict[str, Any]:
         "ObjectsCompleted": record.progress.get("objects_completed", 0),
         "ObjectsFailed": record.progress.get("objects_failed", 0),
         "RecordsProcessed": record.progress.get("records", 0),
+        "RecordsFailed": record.progress.get("failed_records", 0),
+        "Resumes": record.progress.get("resumes", 0),
         "BytesRead": record.progress.get("bytes_in", 0),
         "BytesWritten": record.progress.get("bytes_out", 0),
         "FailedObjects": record.progress.get("failed_objects", []),
+        **_queued(record.progress),
     }
+
+
+def _queued(progress: Mapping[str, Any]) -> dict[str, Any]:
+    """``Queued`` while the job waits for its turn on this machine: its position (1 is
+    next) and what it waits for; absent once its instances start."""
+    place = progress.get("queued")
+    if not place:
+        return {}
+    return {"Queued": {"Position": place["position"], "Reason": place["reason"]}}
 
 
 def _job_summary(record: JobRecord) -> dict[str, Any]:

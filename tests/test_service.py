@@ -195,7 +195,9 @@ TRANSITIONS = [
     ("Stopping", "Completed", False),
     ("Completed", "Failed", False),
     ("Failed", "Stopping", False),
-    ("Stopped", "InProgress", False),
+    ("Stopped", "InProgress", True),  # resumed
+    ("Failed", "InProgress", True),  # resumed
+    ("Completed", "InProgress", False),
 ]
 
 

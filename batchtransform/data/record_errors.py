@@ -38,6 +38,7 @@ __all__ = [
     "FailedRecordLimit",
     "RecordErrors",
     "RecordFailure",
+    "errors_part_url",
     "errors_url",
     "limit_from",
 ]
@@ -115,6 +116,12 @@ def errors_url(output_path: str, output_url: str, environment: Mapping[str, str]
     return f"{prefix.rstrip('/')}/{relative.lstrip('/')}{ERRORS_SUFFIX}"
 
 
+def errors_part_url(url: str, part: int, parts: int) -> str:
+    """Where one byte range of an object writes its errors until the object's output is
+    put together; the parts are then joined, in order, into ``url``."""
+    return f"{url}.part-{part:05d}-of-{parts:05d}"
+
+
 @dataclass(frozen=True)
 class RecordFailure:
     """One record left out of the output: its number, why, and the record as read."""
@@ -150,6 +157,14 @@ class RecordErrors:
     def add(self, record: int, error: str, data: bytes) -> None:
         with self._lock:
             self._failures.append(RecordFailure(record, error, data))
+
+    def renumber(self, before: int) -> None:
+        """Make the numbers of a byte range's records the object's: ``before`` records of
+        the object come before the range's first."""
+        with self._lock:
+            self._failures = [
+                RecordFailure(f.record + before, f.error, f.data) for f in self._failures
+            ]
 
     @property
     def count(self) -> int:
