@@ -1,5 +1,5 @@
-"""The ``batchtransform`` command: the AWS CLI's sagemaker commands, plus ``run``, ``logs``
-and ``server``.
+"""The ``batchtransform`` command: the AWS CLI's sagemaker commands, plus ``run``, ``logs``,
+``server`` and ``db upgrade``.
 
 Thin by design: each command builds a request document, calls the SDK session and prints
 the response as JSON. ``--cli-input-json`` takes the same documents as ``aws sagemaker``.
@@ -22,7 +22,11 @@ from typing import Any
 
 from batchtransform.api import ApiServer, ServerConfig, credentials_from
 from batchtransform.api.server import ACCESS_KEY_ID_VARIABLE, SECRET_ACCESS_KEY_VARIABLE
-from batchtransform.errors import BatchTransformError, UnexpectedStatusException
+from batchtransform.errors import (
+    BatchTransformError,
+    DatabaseSchemaError,
+    UnexpectedStatusException,
+)
 from batchtransform.executors import EXECUTOR_VARIABLE, EXECUTORS
 from batchtransform.jobs import JobStatus
 from batchtransform.sdk import Session
@@ -30,6 +34,7 @@ from batchtransform.watch import ControllerWatch
 
 EXIT_USAGE = 252
 EXIT_SERVICE = 254
+EXIT_DATABASE = 2  # the database's schema is newer than this release
 EXIT_FOR_STATUS = {"Completed": 0, "Failed": 1, "Stopped": 3}
 _ENDPOINT_URL_HELP = (
     "the batchtransform server to use, e.g. http://127.0.0.1:8080 (default: "
@@ -90,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"batchtransform: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseSchemaError as exc:  # no operation ran: the store refused to open
+        print(f"batchtransform: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
     except BatchTransformError as exc:
         operation = getattr(args, "operation", "the")
         print(
@@ -122,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_logs(commands)
     _add_server(commands)
+    _add_db(commands)
     return parser
 
 
@@ -176,6 +185,43 @@ def _add_server(commands: Any) -> None:
         help="the Ray cluster to join, e.g. 10.0.0.5:6379 ($RAY_ADDRESS; none: a Ray per job)",
     )
     command.set_defaults(handler=_server)
+
+
+def _add_db(commands: Any) -> None:
+    help_text = "The state database: `db upgrade` migrates it to this release's schema."
+    command = commands.add_parser("db", help=help_text, description=help_text)
+    actions = command.add_subparsers(title="actions", metavar="ACTION")
+    upgrade_help = (
+        "Migrate the database to this release's schema (servers and jobs also do it when "
+        "they open it); a no-op when it is current."
+    )
+    upgrade = actions.add_parser("upgrade", help=upgrade_help, description=upgrade_help)
+    upgrade.add_argument(
+        "--database-url",
+        help="its SQLAlchemy URL (default: $BATCHTRANSFORM_DATABASE_URL, else the SQLite "
+        "file under $BATCHTRANSFORM_HOME)",
+    )
+    upgrade.set_defaults(handler=_db_upgrade)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from batchtransform import config
+    from batchtransform.store import upgrade_database
+
+    url = args.database_url or config.database_url()
+    before, after = upgrade_database(url)
+    shown = _hide_password(url)
+    if before == after:
+        print(f"{shown}: schema revision {after}, already current")
+    else:
+        print(f"{shown}: schema revision {after} (was {before or 'unversioned or empty'})")
+    return 0
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _api_command(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ import glob
 import io
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from batchtransform.s3_transfer import (
     STORE_FAILURES,
     abort_uploads,
     atomic_upload,
+    concatenate_objects,
     describe,
     endpoint,
     ranged_read,
@@ -58,6 +60,8 @@ __all__ = [
     "S3_PART_SIZE",
     "ObjectInfo",
     "atomic_writer",
+    "concatenate",
+    "delete",
     "exists",
     "iter_chunks",
     "list_prefix",
@@ -66,6 +70,7 @@ __all__ = [
     "open_read",
     "output_url",
     "read_bytes",
+    "read_window",
     "remove_partials",
     "write_bytes",
 ]
@@ -224,8 +229,11 @@ def _relative_name(prefix: str, name: str) -> str:
 # --- reading -----------------------------------------------------------------------------
 
 
-def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """Stream the object at ``url`` in chunks of at most ``chunk_size`` bytes.
+def iter_chunks(
+    url: str, chunk_size: int = 1 << 20, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Stream the object at ``url`` (or its bytes ``[start, end)``) in chunks of at most
+    ``chunk_size`` bytes.
 
     The object is never read whole, so inputs far larger than memory pass through.
     Raises FileNotFoundError if the object does not exist, StorageError on other failures.
@@ -235,13 +243,40 @@ def iter_chunks(url: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     fs, path = _filesystem(url)
     try:
         if _is_s3(fs):
-            for block in ranged_read(fs, url, path):
-                for start in range(0, len(block), chunk_size):
-                    yield block[start : start + chunk_size]
+            for block in ranged_read(fs, url, path, start, end):
+                for offset in range(0, len(block), chunk_size):
+                    yield block[offset : offset + chunk_size]
             return
         with fs.open(path, "rb") as stream:
-            while chunk := stream.read(chunk_size):
-                yield chunk
+            stream.seek(start)
+            yield from _read_stream(stream, chunk_size, None if end is None else end - start)
+    except FileNotFoundError:
+        raise
+    except STORE_FAILURES as exc:
+        raise _storage_error("read", url, exc) from exc
+
+
+def _read_stream(stream: Any, chunk_size: int, length: int | None) -> Iterator[bytes]:
+    """``length`` bytes of ``stream`` (None: to its end) in chunks of ``chunk_size``."""
+    left = length
+    while left is None or left > 0:
+        chunk = stream.read(chunk_size if left is None else min(chunk_size, left))
+        if not chunk:
+            return
+        if left is not None:
+            left -= len(chunk)
+        yield chunk
+
+
+def read_window(url: str, start: int, end: int) -> bytes:
+    """The bytes ``[start, end)`` of the object at ``url`` (fewer where it ends): one
+    request, for the few bytes a reader looks at to find a record boundary."""
+    fs, path = _filesystem(url)
+    try:
+        return cast(
+            bytes,
+            _retried(fs, lambda: fs.cat_file(path, start=start, end=end), f"read {url}"),
+        )
     except FileNotFoundError:
         raise
     except STORE_FAILURES as exc:
@@ -412,6 +447,85 @@ def _buffered_writer(fs: Any, url: str, path: str) -> Iterator[BinaryIO]:
         fs.pipe_file(path, buffer.getvalue())
     except STORE_FAILURES as exc:
         raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
+
+
+def concatenate(url: str, sources: list[str], kms_key_id: str | None = None) -> None:
+    """Publish ``url`` as the objects ``sources`` one after the other, all or nothing, and
+    remove the sources. S3 copies them into a multipart upload itself
+    (``concatenate_objects``); a local output is the first source, renamed to a temporary
+    sibling, with the others appended and renamed into place; other stores copy through
+    here. A source missing is FileNotFoundError; the store's failures are StorageError.
+    """
+    fs, path = _filesystem(url)
+    paths = [_filesystem(source)[1] for source in sources]
+    try:
+        if _is_s3(fs):
+            sizes = [_size(fs, source, path) for source, path in zip(sources, paths, strict=True)]
+            concatenate_objects(fs, url, path, list(zip(paths, sizes, strict=True)), kms_key_id)
+        elif _is_local(fs):
+            _concatenate_files(url, path, paths)
+        else:
+            with atomic_writer(url) as stream:
+                for source in sources:
+                    for chunk in iter_chunks(source):
+                        stream.write(chunk)
+    except FileNotFoundError:
+        raise
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot write {url}: {describe(exc)}") from exc
+    for source in sources:
+        delete(source)
+
+
+def _size(fs: Any, url: str, path: str) -> int:
+    return int(_retried(fs, lambda: fs.size(path), f"read {url}"))
+
+
+def _concatenate_files(url: str, path: str, sources: list[str]) -> None:
+    """The local case of ``concatenate``: the first file grows into the output, so only
+    the others are copied. Until the rename the output is a ``.partial`` sibling, which
+    ``remove_partials`` clears if this process dies."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.partial")
+    os.rename(sources[0], temporary)
+    try:
+        with open(temporary, "r+b", buffering=0) as output:
+            output.seek(0, os.SEEK_END)
+            for source in sources[1:]:
+                with open(source, "rb", buffering=0) as part:
+                    _copy_file(part, output)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def _copy_file(source: BinaryIO, target: BinaryIO) -> None:
+    """Append ``source`` to ``target``, in the kernel where it can (``copy_file_range``)."""
+    target.flush()
+    copied = 0
+    try:
+        while count := os.copy_file_range(source.fileno(), target.fileno(), 1 << 30):
+            copied += count
+    except OSError:  # a filesystem without it: through user space
+        if copied:
+            raise
+        shutil.copyfileobj(source, target, 1 << 20)
+
+
+def delete(url: str) -> bool:
+    """Remove the object at ``url``; False where the store says there was none (S3 does
+    not say). StorageError on failure."""
+    fs, path = _filesystem(url)
+    try:
+        _retried(fs, lambda: fs.rm_file(path), f"delete {url}")
+    except FileNotFoundError:
+        return False
+    except STORE_FAILURES as exc:
+        raise StorageError(f"cannot delete {url}: {describe(exc)}") from exc
+    fs.invalidate_cache(path)
+    return True
 
 
 def remove_partials(url: str) -> int:

@@ -30,7 +30,15 @@ from __future__ import annotations
 from batchtransform import config
 from batchtransform.store.base import CommitRecord, JobRecord, ModelRecord, Query, Store
 
-__all__ = ["CommitRecord", "JobRecord", "ModelRecord", "Query", "Store", "open_store"]
+__all__ = [
+    "CommitRecord",
+    "JobRecord",
+    "ModelRecord",
+    "Query",
+    "Store",
+    "open_store",
+    "upgrade_database",
+]
 
 
 def open_store(url: str | None = None) -> Store:
@@ -38,3 +46,19 @@ def open_store(url: str | None = None) -> Store:
     from batchtransform.store.sql import SQLStore
 
     return SQLStore(url or config.database_url())
+
+
+def upgrade_database(url: str | None = None) -> tuple[str | None, str]:
+    """Migrate the database at ``url`` (or the configured one) to this code's schema.
+
+    Returns its schema revision before (None: never migrated) and after. Raises
+    ``DatabaseSchemaError`` for a database that a newer release has migrated.
+    """
+    from batchtransform.store.migrate import upgrade
+    from batchtransform.store.sql import engine_for
+
+    engine = engine_for(url or config.database_url())
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()

@@ -34,17 +34,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str) -> Engine:
-    """An engine for ``url``, its database migrated to this code's schema.
+    """An engine for ``url``, its database migrated to this code's schema."""
+    engine = engine_for(url)
+    try:
+        ensure_current(engine)
+    except BaseException:
+        engine.dispose()  # a refused database leaves no connection open behind it
+        raise
+    return engine
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``, its database as it is.
 
     SQLite gets WAL and a busy timeout. ``postgresql://`` without a driver means psycopg 3
     (SQLAlchemy's own default, psycopg2, is not what the ``[postgres]`` extra installs).
     """
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30}, poolclass=sa.NullPool)
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = _server_engine(url)
-    ensure_current(engine)
+    if not url.startswith("sqlite"):
+        return _server_engine(url)
+    engine = sa.create_engine(url, connect_args={"timeout": 30}, poolclass=sa.NullPool)
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
 
