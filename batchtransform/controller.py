@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchtransform import config, manifests, objects
+from batchtransform.assembly import RangedOutputs, part_url, whole_item
 from batchtransform.errors import BatchTransformError, StorageError, one_line
 from batchtransform.executors import Event, Executor, create_executor
 from batchtransform.instance import InstanceFactory, ItemResult
 from batchtransform.jobs import JobStatus, transition
 from batchtransform.objects import ObjectInfo
-from batchtransform.plan import WorkItem, plan_items
+from batchtransform.plan import WorkItem, plan_items, range_size, rangeable
 from batchtransform.shapes import ModelSpec, TransformJobSpec
 from batchtransform.store import JobRecord, Store, open_store
 
@@ -79,6 +80,8 @@ class JobRun:
         self.progress = Progress()
         self.in_flight: dict[int, WorkItem] = {}
         self.completed: list[WorkItem] = []  # items whose output was written
+        self.objects: list[WorkItem] = []  # one item per input object (a range's: whole)
+        self.ranged = RangedOutputs(self.job.output_kms_key)  # objects run as ranges
         self.started_at: dict[int, float] = {}  # item index -> when an instance took it
         self._last_poll = self._last_save = 0.0
         self._stopping = False
@@ -101,7 +104,8 @@ class JobRun:
                     self._should_stop,
                 )
                 self._settle_in_flight()
-                manifests.write_capture(self.job, items, self.completed)
+                self.ranged.discard_unpublished()
+                manifests.write_capture(self.job, self.objects, self.completed)
                 self._finish(finished)
         except BatchTransformError as exc:
             self._end(JobStatus.FAILED, f"ClientError: {exc}")
@@ -117,9 +121,16 @@ class JobRun:
                 f"ClientError: no input objects found under S3Uri {self.job.input_uri}.",
             )
             return []
-        items = plan_items(found, self.job.output_path)
-        self.progress.objects_total = len(items)
+        items = plan_items(found, self.job.output_path, self._range_bytes())
+        self.objects = [whole_item(item) for item in items if item.part == 1]
+        self.progress.objects_total = len(self.objects)
         return items
+
+    def _range_bytes(self) -> int:
+        """The range size for this job's objects; 0 where its data cannot run as ranges."""
+        if not rangeable(self.job.split_type, self.job.compression):
+            return 0
+        return range_size(self.job.environment)
 
     def _list_inputs(self) -> list[ObjectInfo]:
         """S3Prefix: every object under the prefix. ManifestFile: the objects it lists."""
@@ -154,6 +165,9 @@ class JobRun:
         result: ItemResult = event.detail
         self.in_flight.pop(event.item.index, None)
         self.progress.counters[event.item.index] = {n: getattr(result, n) for n in _COUNTERS}
+        if event.item.ranged:
+            self._range_done(event.item, result.ok, result.reason)
+            return
         if result.ok:
             self.progress.objects_completed += 1
             self.completed.append(event.item)
@@ -162,26 +176,51 @@ class JobRun:
 
     def _on_item_lost(self, event: Event) -> None:
         self.in_flight.pop(event.item.index, None)
-        _sweep(event.item.output_url)
+        _sweep(part_url(event.item))
+        if event.item.ranged:
+            self._range_done(event.item, False, f"{event.item.label}: {event.detail}")
+            return
         self._item_failed(event.item, f"{event.item.display}: {event.detail}")
 
     def _on_instance_lost(self, event: Event) -> None:
         print(f"instance {event.instance}: {event.detail}", file=sys.stderr, flush=True)
         if event.item is not None:
             self.in_flight.pop(event.item.index, None)
-            _sweep(event.item.output_url)
+            _sweep(part_url(event.item))
 
     def _settle_in_flight(self) -> None:
         """Items still under way when the run ended (a stop): an output that was committed
         in the last moments, its "done" never read, counts as completed, since it is there
         and whole; whatever else a killed writer left is removed."""
         for index, item in self.in_flight.items():
-            written = objects.modified_time(item.output_url)
-            if written is not None and written >= self.started_at[index] - _CLOCK_SLACK_SECONDS:
+            written = objects.modified_time(part_url(item))
+            if written is None or written < self.started_at[index] - _CLOCK_SLACK_SECONDS:
+                pass
+            elif item.ranged:
+                self._range_done(item, True, None)
+            else:
                 self.progress.objects_completed += 1
                 self.completed.append(item)
-            _sweep(item.output_url)
+            _sweep(part_url(item))
         self.in_flight.clear()
+
+    def _range_done(self, item: WorkItem, ok: bool, reason: str | None) -> None:
+        """A range ended: its object fails with its first failed range (once), and is
+        published when its last part is written."""
+        if not ok:
+            if self.ranged.fail(item):
+                self._item_failed(item, reason or f"{item.label}: failed")
+        elif self.ranged.part_written(item):
+            try:
+                self.ranged.publish(item)
+            except StorageError as exc:
+                self._item_failed(item, f"{item.display}: {exc}")
+                return
+            print(
+                f"{item.display}: assembled from {item.parts} ranges", file=sys.stderr, flush=True
+            )
+            self.progress.objects_completed += 1
+            self.completed.append(whole_item(item))
 
     def _item_failed(self, item: WorkItem, reason: str) -> None:
         self.progress.objects_failed += 1

@@ -32,6 +32,7 @@ __all__ = [
     "STORE_FAILURES",
     "abort_uploads",
     "atomic_upload",
+    "concatenate_objects",
     "describe",
     "endpoint",
     "ranged_read",
@@ -45,6 +46,11 @@ S3_PART_SIZE = 8 * 2**20
 8 MiB is the AWS CLI's default part size: few requests, modest memory per open output, and
 objects up to 80 GB within S3's 10,000-part limit.
 """
+
+MIN_PART_SIZE = 5 * 2**20
+"""S3's smallest part of a multipart upload, but for the last one."""
+
+_MAX_COPY_PART = 5 * 2**30  # the most one UploadPartCopy may copy
 
 _READ_BLOCK = 8 * 2**20
 """Smallest ranged GET when streaming from S3, so a 1 MiB chunk size does not cost one
@@ -69,8 +75,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def ranged_read(fs: Any, url: str, path: str) -> Iterator[bytes]:
-    """The object in ``_READ_BLOCK`` ranges, ``_RANGES_IN_FLIGHT`` fetched at once, in order.
+def ranged_read(
+    fs: Any, url: str, path: str, first: int = 0, last: int | None = None
+) -> Iterator[bytes]:
+    """The object (or its bytes ``[first, last)``) in ``_READ_BLOCK`` ranges,
+    ``_RANGES_IN_FLIGHT`` fetched at once, in order.
 
     Each range is one GET that an outage only delays (``outages.call``): a range cut off
     halfway is fetched again whole, so the stream goes on where it was. Closing the
@@ -79,7 +88,9 @@ def ranged_read(fs: Any, url: str, path: str) -> Iterator[bytes]:
     """
     where = endpoint(fs)
     size = int(outages.call(lambda: fs.size(path), f"read {url}", where))
-    ranges = iter(range(0, size, _READ_BLOCK))
+    if last is not None:
+        size = min(size, last)
+    ranges = iter(range(first, size, _READ_BLOCK))
 
     def get(start: int) -> bytes:
         end = min(start + _READ_BLOCK, size)
@@ -121,6 +132,45 @@ def atomic_upload(fs: Any, url: str, path: str, kms_key_id: str | None) -> Itera
         finally:
             upload.discard()
         raise
+
+
+def concatenate_objects(
+    fs: Any, url: str, path: str, sources: list[tuple[str, int]], kms_key_id: str | None
+) -> None:
+    """Publish ``path`` as the objects ``sources`` (path, size) one after the other: one
+    multipart upload whose parts S3 copies from the sources itself (UploadPartCopy), so
+    their bytes do not pass through this process.
+
+    Every part but the last must be 5 MiB or more: where a source (or what is left of one)
+    is smaller, its bytes are read here and sent together with the start of what follows,
+    until they make a part; so at most about 5 MiB passes through here at each such seam.
+    All or nothing, as ``atomic_upload``: the upload is aborted however this ends early.
+    """
+    upload = _Upload(fs, url, path, kms_key_id)
+    try:
+        for source, size in sources:
+            _append_source(upload, source, size)
+        upload.commit()
+    except BaseException:
+        upload.discard()
+        raise
+
+
+def _append_source(upload: _Upload, source: str, size: int) -> None:
+    """Add one source object to the upload: copied where it can be, read where not."""
+    offset = 0
+    while offset < size:
+        rest = size - offset
+        if not upload.buffer and rest >= MIN_PART_SIZE:
+            length = rest if rest <= _MAX_COPY_PART else min(_MAX_COPY_PART, rest - MIN_PART_SIZE)
+            upload.copy_part(source, offset, offset + length)
+            offset += length
+            continue
+        take = min(MIN_PART_SIZE - len(upload.buffer), rest)
+        upload.buffer += upload.read_source(source, offset, offset + take)
+        offset += take
+        if len(upload.buffer) >= MIN_PART_SIZE:
+            upload.flush_buffer()
 
 
 class _Upload:
@@ -180,10 +230,46 @@ class _Upload:
             if not isinstance(exc.__cause__, FileNotFoundError):  # NoSuchUpload: gone already
                 logger.warning("could not abort the upload of %s: %s", self.url, exc)
 
-    def _send_part(self, data: bytes) -> None:
+    def flush_buffer(self) -> None:
+        """Send what the buffer holds as the next part."""
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        self._send_part(data)
+
+    def copy_part(self, source: str, first: int, last: int) -> None:
+        """The next part: bytes ``[first, last)`` of the object ``source``, copied by S3."""
+        self._start_upload()
+        bucket, key, _ = self.fs.split_path(source)
+        number = len(self.parts) + 1
+        copied = self._call(
+            "upload_part_copy",
+            UploadId=self.upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": bucket, "Key": key},
+            CopySourceRange=f"bytes={first}-{last - 1}",
+        )
+        self.parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
+
+    def read_source(self, source: str, first: int, last: int) -> bytes:
+        """Bytes ``[first, last)`` of the object ``source``, for a part too small to copy."""
+
+        def request() -> bytes:
+            return cast(bytes, self.fs.cat_file(source, start=first, end=last))
+
+        try:
+            return outages.call(request, f"read {source}", endpoint(self.fs))
+        except STORE_FAILURES as exc:
+            raise StorageError(
+                f"cannot read {source}: {describe(exc)}", transient=outages.is_transient(exc)
+            ) from exc
+
+    def _start_upload(self) -> None:
         if self.upload_id is None:
             started = self._call("create_multipart_upload", **self.encryption)
             self.upload_id = str(started["UploadId"])
+
+    def _send_part(self, data: bytes) -> None:
+        self._start_upload()
         number = len(self.parts) + 1
         sent = self._call("upload_part", UploadId=self.upload_id, PartNumber=number, Body=data)
         self.parts.append({"PartNumber": number, "ETag": sent["ETag"]})

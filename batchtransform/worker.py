@@ -12,15 +12,19 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
 from batchtransform import config, logs, objects
+from batchtransform.assembly import part_url
+from batchtransform.data import ranges
 from batchtransform.data.batch import Batch
 from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transform_stream
 from batchtransform.errors import (
     BatchTransformError,
+    DataError,
     InstanceLostError,
     ModelError,
     RuntimeStartError,
@@ -60,6 +64,9 @@ class TransformWorker:
         self.model_log: TextIO = logs.redirect_output(folder / f"{stream}{logs.MODEL_LOG_SUFFIX}")
         self.runtime: SupervisedRuntime | None = None
         self.settings = PipelineSettings()
+        self._input_url = ""  # the current item's input, and its aligned bytes
+        self._span = (0, 0)
+        self._record_base: int | None = None  # records before them, once an error asks
 
     def start(self) -> None:
         try:
@@ -92,8 +99,8 @@ class TransformWorker:
         if self.runtime is not None:  # a call stuck past the timeout ends the instance
             self.runtime.watchdog.arm(item.display, report, self.job.invocation_retries + 1)
         try:
-            with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
-                chunks = objects.iter_chunks(item.input_url)
+            with objects.atomic_writer(part_url(item), self.job.output_kms_key) as output:
+                chunks = self._chunks(item)
                 for chunk in transform_stream(chunks, self.settings, self._invoke, stats):
                     output.write(chunk)
                     reporter.maybe_send()
@@ -105,7 +112,7 @@ class TransformWorker:
             self.data_log.write(f"{item.display}: {one_line(str(exc))}; running it again")
             return self.process(item, report, reruns - 1)
         except BatchTransformError as exc:
-            return self._failed(item, stats, str(exc))
+            return self._failed(item, stats, str(self._absolute(item, exc)))
         except FileNotFoundError as exc:
             return self._failed(item, stats, f"the input object was not found: {exc}")
         except Exception as exc:  # an unexpected bug must fail the item, not the instance
@@ -183,12 +190,40 @@ class TransformWorker:
                 return self.runtime.invoke(batch.payload, self.job.content_type, self.job.accept)
             except ModelError as exc:
                 if not exc.retryable or attempt + 1 == attempts:
-                    raise _located(exc, batch, attempt + 1) from exc
+                    raise _located(exc, batch, attempt + 1, self.records_before()) from exc
                 time.sleep(_RETRY_BACKOFF_SECONDS[min(attempt, len(_RETRY_BACKOFF_SECONDS) - 1)])
         raise AssertionError("unreachable")
 
+    def _chunks(self, item: WorkItem) -> Iterator[bytes]:
+        """The item's input bytes: the whole object, or the whole records of a range (its
+        ends aligned to record boundaries here, as it is read: ``data.ranges``)."""
+        self._record_base, self._input_url = None, item.input_url
+        if item.start is None or item.end is None:
+            self._span = (0, item.size)
+            return objects.iter_chunks(item.input_url)
+        split = self.job.split_type
+        self._span = ranges.aligned_span(item.input_url, item.size, item.start, item.end, split)
+        return ranges.read_range(item.input_url, *self._span)
+
+    def records_before(self) -> int:
+        """How many records of the object come before the current item's first: 0 for a
+        whole object; counted (by reading up to there) the first time an error asks."""
+        if self._record_base is None:
+            first, url = self._span[0], self._input_url
+            self._record_base = ranges.records_before(url, first, self.job.split_type)
+        return self._record_base
+
+    def _absolute(self, item: WorkItem, exc: BatchTransformError) -> BatchTransformError:
+        """A range's data error with its record number and byte offset made the object's."""
+        if item.ranged and isinstance(exc, DataError):
+            if exc.record is not None:
+                exc.record += self.records_before()
+            if exc.offset is not None:
+                exc.offset += self._span[0]
+        return exc
+
     def _failed(self, item: WorkItem, stats: PipelineStats, reason: str) -> ItemResult:
-        line = one_line(f"{item.display}: {reason}")
+        line = one_line(f"{item.label}: {reason}")
         self.data_log.write(line)
         return ItemResult(False, line, **_counters(stats))
 
@@ -213,10 +248,12 @@ def _startup_timeout() -> float:
     return seconds
 
 
-def _located(exc: ModelError, batch: Batch, attempts: int) -> ModelError:
-    """The same model error, saying which records it concerns and how often it was tried."""
-    last = batch.first_record + batch.count - 1
-    records = f"record {last}" if batch.count == 1 else f"records {batch.first_record}-{last}"
+def _located(exc: ModelError, batch: Batch, attempts: int, base: int = 0) -> ModelError:
+    """The same model error, saying which records it concerns (numbered within the object:
+    ``base`` records come before the item's first) and how often it was tried."""
+    first = batch.first_record + base
+    last = first + batch.count - 1
+    records = f"record {last}" if batch.count == 1 else f"records {first}-{last}"
     tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
     return ModelError(
         f"{exc.message} ({records}, after {tries})", status=exc.model_status, body=exc.body
