@@ -295,11 +295,17 @@ def _follow_with_progress(session: Session, name: str) -> dict[str, Any]:
                 total=progress["ObjectsTotal"] or None,
                 completed=done,
                 records=progress["RecordsProcessed"],
-                status=status,
+                status=_status_text(status, progress),
             )
             if JobStatus(status).terminal:
                 return description
             time.sleep(0.5)
+
+
+def _status_text(status: str, progress: dict[str, Any]) -> str:
+    """The job's status, or, while it waits for its turn on the machine, its place."""
+    queued = progress.get("Queued")
+    return f"queued: position {queued['Position']}" if queued else status
 
 
 def _logs(args: argparse.Namespace) -> int:

@@ -12,6 +12,10 @@ once. The item it held runs again on another instance, up to ``MAX_ATTEMPTS`` tr
 (a worker may ask for fewer), then is reported lost. A replacement gets a new instance
 number, so its model folder and logs are its own.
 
+Placement: ``placed`` gives each instance slot an environment of its own (the GPUs the
+admission step gave it, in ``CUDA_VISIBLE_DEVICES``); a replacement takes over the slot,
+and so the GPUs, of the instance it replaces, so two instances never hold one slot.
+
 Orphans: each instance leads a session of its own, and the processes its model starts
 stay in that session (``sessions``), so when an instance is gone, killed outright
 included, the executor kills whatever is left of its session: model servers and their
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import multiprocessing
 import os
 import signal
@@ -29,7 +34,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -71,6 +76,7 @@ _LOST_EXIT_CODE = 70  # an instance that abandoned its item (its reason came on 
 @dataclass
 class _Instance:
     index: int
+    slot: int
     process: BaseProcess
     conn: Connection
     item: Any = None
@@ -87,13 +93,22 @@ class LocalExecutor(Executor):
     ``grace_seconds`` is how long a stopped instance may take to clean up (discard partial
     outputs) after SIGTERM before it is killed. ``max_replacements`` bounds how many dead
     instances are replaced over the run, so a model that crashes every process cannot loop;
-    by default twice the instance count, at least 3.
+    by default twice the instance count, at least 3. ``slot_environments`` (see
+    ``placed``) adds variables to each instance slot's environment.
     """
 
     def __init__(self, grace_seconds: float = 10.0, max_replacements: int | None = None) -> None:
         self.grace_seconds = grace_seconds
         self.max_replacements = max_replacements
+        self.slot_environments: tuple[Mapping[str, str], ...] = ()
         self._context = multiprocessing.get_context("spawn")
+
+    def placed(self, environments: Sequence[Mapping[str, str]]) -> LocalExecutor:
+        """This executor with ``environments[n]`` added to the environment of the instance
+        in slot ``n`` (and of any replacement of it); slots beyond the list get nothing."""
+        executor = copy.copy(self)
+        executor.slot_environments = tuple(dict(env) for env in environments)
+        return executor
 
     def run(
         self,
@@ -107,8 +122,8 @@ class LocalExecutor(Executor):
         run = _Run(self, factory, on_event, deque((item, 0) for item in items), threads)
         run.replacements = self._replacements(instance_count)
         try:
-            for _ in range(instance_count):
-                run.start_instance()
+            for slot in range(instance_count):
+                run.start_instance(slot)
             return run.loop(should_stop)
         finally:
             run.shutdown()
@@ -139,7 +154,7 @@ class _Run:
         self.started = 0  # instances started so far; the next one is numbered one more
         self.threads = threads  # numeric-library threads per instance
 
-    def start_instance(self) -> None:
+    def start_instance(self, slot: int) -> None:
         self.started += 1
         index = self.started
         parent, child = self.executor._context.Pipe()
@@ -149,10 +164,14 @@ class _Run:
             name=f"batchtransform-instance-{index}",
             daemon=False,
         )
-        with _instance_environment():
+        with _instance_environment(self._slot_environment(slot)):
             process.start()
         child.close()
-        self.instances[index] = _Instance(index, process, parent)
+        self.instances[index] = _Instance(index, slot, process, parent)
+
+    def _slot_environment(self, slot: int) -> Mapping[str, str]:
+        environments = self.executor.slot_environments
+        return environments[slot] if slot < len(environments) else {}
 
     def loop(self, should_stop: Callable[[], bool]) -> bool:
         while self.instances:
@@ -221,7 +240,7 @@ class _Run:
             self._requeue(instance, reason, attempts)
         if self.pending and self.replacements > 0:
             self.replacements -= 1
-            self.start_instance()
+            self.start_instance(instance.slot)
 
     def _requeue(self, instance: _Instance, reason: str, allowed: int | None) -> None:
         tries = instance.attempts + 1
@@ -251,17 +270,23 @@ class _Run:
 
 
 @contextlib.contextmanager
-def _instance_environment() -> Iterator[None]:
+def _instance_environment(slot_environment: Mapping[str, str]) -> Iterator[None]:
     """What a new instance process starts with beyond this process's environment, which
-    ``spawn`` copies: malloc settings, read by the C library before any Python runs.
-    A GLIBC_TUNABLES of the user's own is left as it is; other C libraries ignore it."""
+    ``spawn`` copies: its slot's variables (its GPUs), and malloc settings, read by the C
+    library before any Python runs. A GLIBC_TUNABLES of the user's own is left as it is;
+    other C libraries ignore it."""
     added = {} if "GLIBC_TUNABLES" in os.environ else {"GLIBC_TUNABLES": _MALLOC_TUNABLES}
+    added.update(slot_environment)
+    saved = {name: os.environ.get(name) for name in added}
     os.environ.update(added)
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _exited(process: BaseProcess, timeout: float | None = 0.0) -> bool:

@@ -20,6 +20,11 @@ executor's sweep of a dead instance's session reaches it. Each container therefo
 small reaper process of its own session, started with it, that waits on a pipe from the
 instance: when the instance ends without stopping the container (killed outright), the
 pipe closes and the reaper removes the container; ``stop`` dismisses it first.
+
+GPUs: the GPUs the executor gave the instance (its ``CUDA_VISIBLE_DEVICES``, when set and
+not empty) go to the container, with Docker's ``--gpus "device=0,1"`` (the NVIDIA
+Container Toolkit) or, for Podman, a CDI device ``--device nvidia.com/gpu=0`` each. Inside
+the container they are numbered from 0, so the variable itself is not passed on.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from batchtransform.errors import RuntimeStartError
+from batchtransform.gpus import VISIBLE_DEVICES
 from batchtransform.runtimes.base import RuntimeContext
 from batchtransform.runtimes.process import ServerRuntime
 
@@ -45,6 +51,7 @@ __all__ = [
     "check_engine",
     "docker_command",
     "find_engine",
+    "gpu_options",
 ]
 
 ENGINE_ENV = "BATCHTRANSFORM_CONTAINER_ENGINE"
@@ -108,8 +115,10 @@ def docker_command(
     host_port: int,
     model_dir: Path,
     environment: Mapping[str, str],
+    gpus: str = "",
 ) -> list[str]:
-    """``docker run`` for one instance's container, as SageMaker starts it (§7.1)."""
+    """``docker run`` for one instance's container, as SageMaker starts it (§7.1);
+    ``gpus`` lists the instance's GPUs as ``CUDA_VISIBLE_DEVICES`` does (``0,1``)."""
     model_dir = Path(model_dir).resolve()
     command = [
         engine,
@@ -124,9 +133,21 @@ def docker_command(
         "--volume",
         f"{model_dir}:{MODEL_MOUNT}",
     ]
+    command += gpu_options(engine, gpus)
     for key, value in environment.items():
         command += ["--env", f"{key}={value}"]
     return [*command, image, "serve"]
+
+
+def gpu_options(engine: str, gpus: str) -> list[str]:
+    """The engine's options that give a container the GPUs ``gpus`` (``0,1``) names."""
+    ids = [part.strip() for part in gpus.split(",") if part.strip()]
+    if not ids:
+        return []
+    if "podman" in Path(engine).name:
+        return [option for id_ in ids for option in ("--device", f"nvidia.com/gpu={id_}")]
+    # Docker reads the value as CSV: unquoted, "device=0,1" would stop at the comma.
+    return ["--gpus", f'"device={",".join(ids)}"']
 
 
 class DockerRuntime(ServerRuntime):
@@ -202,6 +223,7 @@ class DockerRuntime(ServerRuntime):
             host_port=port,
             model_dir=Path(self.context.model_dir),
             environment=self.context.environment,
+            gpus=self._inherited.get(VISIBLE_DEVICES, ""),
         )
 
     def _environment(self, port: int) -> dict[str, str]:
