@@ -30,6 +30,7 @@ from batchtransform.assembly import RangedOutputs, part_url, whole_item
 from batchtransform.errors import BatchTransformError, StorageError, one_line
 from batchtransform.executors import Event, Executor, create_executor
 from batchtransform.instance import InstanceFactory, ItemResult
+from batchtransform.job_queue import Turn, enqueue, withdraw
 from batchtransform.jobs import JobStatus, transition
 from batchtransform.objects import ObjectInfo
 from batchtransform.plan import WorkItem, plan_items, range_size, rangeable
@@ -56,6 +57,7 @@ class Progress:
     reasons: list[str] = field(default_factory=list)
     start_failure: str | None = None
     counters: dict[int, dict[str, int]] = field(default_factory=dict)  # per item
+    queued: dict[str, Any] | None = None  # the job's place while it waits for its turn
 
     def as_record(self) -> dict[str, Any]:
         totals = {name: sum(c.get(name, 0) for c in self.counters.values()) for name in _COUNTERS}
@@ -65,6 +67,7 @@ class Progress:
             "objects_failed": self.objects_failed,
             "failed_objects": self.failed_objects[:100],
             **totals,
+            **({"queued": self.queued} if self.queued else {}),
         }
 
 
@@ -93,16 +96,26 @@ class JobRun:
         return self._open_store()
 
     def run(self) -> None:
+        turn = Turn(self.job, self.executor)  # the job's place in this machine's queue
         try:
             items = self._plan()
             if items:
-                finished = self.executor.run(
-                    items,
-                    InstanceFactory(self.job, self.model),
+                admitted = turn.admit(
                     min(self.job.instance_count, len(items)),  # more would only idle
-                    self._on_event,
                     self._should_stop,
+                    self._on_queued,
                 )
+                if admitted is None:  # stopped while queued
+                    self._end(JobStatus.STOPPED)
+                    return
+                with admitted:  # the slots are held until every instance is gone
+                    finished = admitted.executor.run(
+                        items,
+                        InstanceFactory(self.job, self.model),
+                        admitted.instances,
+                        self._on_event,
+                        self._should_stop,
+                    )
                 self._settle_in_flight()
                 self.ranged.discard_unpublished()
                 manifests.write_capture(self.job, self.objects, self.completed)
@@ -112,6 +125,8 @@ class JobRun:
         except Exception as exc:
             traceback.print_exc()
             self._end(JobStatus.FAILED, f"InternalServerError: {type(exc).__name__}: {exc}")
+        finally:
+            turn.close()
 
     def _plan(self) -> list[WorkItem]:
         found = self._list_inputs()
@@ -137,6 +152,12 @@ class JobRun:
         if self.job.data_type == "ManifestFile":
             return manifests.list_manifest(self.job.input_uri)
         return objects.list_prefix(self.job.input_uri)
+
+    def _on_queued(self, place: dict[str, Any] | None) -> None:
+        """The job's place in the queue while it waits (None once admitted), for Describe."""
+        self.progress.queued = place
+        if place is None:
+            self._save(force=True)
 
     def _on_event(self, event: Event) -> None:
         handler = getattr(self, f"_on_{event.kind.value}", None)
@@ -354,15 +375,20 @@ def launch_detached(record: JobRecord) -> int:
     log = (config.job_dir(record.name) / "controller.log").open("ab")
     env = {**os.environ, "BATCHTRANSFORM_HOME": str(config.home())}
     program = "import sys; from batchtransform.controller import main; main(sys.argv[1:])"
-    with log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", program, record.name, "--record-on-stdin"],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=log,
-            env=env,
-            start_new_session=True,
-        )
+    enqueue(record.name, record.creation_time)  # in this machine's line, in creation order
+    try:
+        with log:
+            process = subprocess.Popen(
+                [sys.executable, "-c", program, record.name, "--record-on-stdin"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
+    except OSError:
+        withdraw(record.name, record.creation_time)
+        raise
     assert process.stdin is not None
     # A broken pipe means the controller died already: the service sees that by its pid.
     with process.stdin, contextlib.suppress(BrokenPipeError):
