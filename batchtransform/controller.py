@@ -27,6 +27,7 @@ from typing import Any
 
 from batchtransform import config, manifests, objects
 from batchtransform.assembly import RangedOutputs, part_url, whole_item
+from batchtransform.data.record_errors import errors_part_url, errors_url, limit_from
 from batchtransform.errors import BatchTransformError, StorageError, one_line
 from batchtransform.executors import Event, Executor, create_executor
 from batchtransform.instance import InstanceFactory, ItemResult
@@ -35,11 +36,11 @@ from batchtransform.jobs import JobStatus, transition
 from batchtransform.objects import ObjectInfo
 from batchtransform.plan import WorkItem, plan_items, range_size, rangeable
 from batchtransform.shapes import ModelSpec, TransformJobSpec
-from batchtransform.store import JobRecord, Store, open_store
+from batchtransform.store import CommitRecord, JobRecord, Store, open_store
 
 _STATUS_POLL_SECONDS = 0.5
 _PROGRESS_SAVE_SECONDS = 1.0
-_COUNTERS = ("records", "batches", "bytes_in", "bytes_out")
+_COUNTERS = ("records", "batches", "bytes_in", "bytes_out", "failed_records")
 # S3 keeps whole seconds (a multipart object: when its upload began), and its clock may
 # differ a little from ours: an output written this long before its item began still counts.
 _CLOCK_SLACK_SECONDS = 2.0
@@ -58,6 +59,7 @@ class Progress:
     start_failure: str | None = None
     counters: dict[int, dict[str, int]] = field(default_factory=dict)  # per item
     queued: dict[str, Any] | None = None  # the job's place while it waits for its turn
+    resumes: int = 0  # how often the job was resumed (ResumeTransformJob)
 
     def as_record(self) -> dict[str, Any]:
         totals = {name: sum(c.get(name, 0) for c in self.counters.values()) for name in _COUNTERS}
@@ -68,6 +70,7 @@ class Progress:
             "failed_objects": self.failed_objects[:100],
             **totals,
             **({"queued": self.queued} if self.queued else {}),
+            **({"resumes": self.resumes} if self.resumes else {}),
         }
 
 
@@ -80,12 +83,14 @@ class JobRun:
         self._open_store, self.record, self.executor = open_store, record, executor
         self.job = TransformJobSpec.from_request(record.request, record.creation_time)
         self.model = ModelSpec.from_request(record.model)
-        self.progress = Progress()
+        self.progress = Progress(resumes=record.progress.get("resumes", 0))
         self.in_flight: dict[int, WorkItem] = {}
         self.completed: list[WorkItem] = []  # items whose output was written
         self.objects: list[WorkItem] = []  # one item per input object (a range's: whole)
         self.ranged = RangedOutputs(self.job.output_kms_key)  # objects run as ranges
         self.started_at: dict[int, float] = {}  # item index -> when an instance took it
+        self.commits: list[CommitRecord] = []  # committed outputs not yet saved
+        self.record_limit = limit_from(self.job.environment)
         self._last_poll = self._last_save = 0.0
         self._stopping = False
 
@@ -139,7 +144,35 @@ class JobRun:
         items = plan_items(found, self.job.output_path, self._range_bytes())
         self.objects = [whole_item(item) for item in items if item.part == 1]
         self.progress.objects_total = len(self.objects)
+        if self.progress.resumes:
+            return self._not_committed(items)
         return items
+
+    def _not_committed(self, items: list[WorkItem]) -> list[WorkItem]:
+        """A resumed job's work: the items without a committed output that is still there
+        as it was committed. The others count as done, with their first run's counters."""
+        commits = {commit.item_key: commit for commit in self.store.list_commits(self.record.name)}
+        left = []
+        for item in items:
+            whole = whole_item(item)  # a range runs again unless its object's output is there
+            commit = commits.get(whole.key)
+            if (
+                commit is None
+                or commit.output_url != whole.output_url
+                or _stamp(whole.output_url) != commit.stamp
+            ):
+                left.append(item)
+            elif item.part == 1:
+                self.progress.objects_completed += 1
+                self.progress.counters[whole.index] = dict(commit.counters)
+                self.completed.append(whole)
+        print(
+            f"resumed: {len(items) - len(left)} of {len(items)} work items have their output "
+            "already",
+            file=sys.stderr,
+            flush=True,
+        )
+        return left
 
     def _range_bytes(self) -> int:
         """The range size for this job's objects; 0 where its data cannot run as ranges."""
@@ -192,6 +225,8 @@ class JobRun:
         if result.ok:
             self.progress.objects_completed += 1
             self.completed.append(event.item)
+            if result.output_stamp is not None:
+                self._committed(event.item, result.output_stamp)
         else:
             self._item_failed(event.item, result.reason or "failed")
 
@@ -222,8 +257,21 @@ class JobRun:
             else:
                 self.progress.objects_completed += 1
                 self.completed.append(item)
+                self._committed(item, _stamp(item.output_url))
             _sweep(part_url(item))
         self.in_flight.clear()
+
+    def _committed(
+        self, item: WorkItem, stamp: str | None, counters: dict[str, int] | None = None
+    ) -> None:
+        """Note an item's committed output, saved with the next progress save."""
+        if stamp is None:
+            return
+        if counters is None:
+            counters = self.progress.counters.get(item.index, {})
+        self.commits.append(
+            CommitRecord(self.record.name, item.key, item.output_url, stamp, counters, time.time())
+        )
 
     def _range_done(self, item: WorkItem, ok: bool, reason: str | None) -> None:
         """A range ended: its object fails with its first failed range (once), and is
@@ -242,6 +290,18 @@ class JobRun:
             )
             self.progress.objects_completed += 1
             self.completed.append(whole_item(item))
+            self._object_published(item)
+
+    def _object_published(self, item: WorkItem) -> None:
+        """A ranged object's output is whole: its ranges' errors files are joined into one
+        (record errors on), and its commit is noted with the counters of all its ranges."""
+        whole = whole_item(item)
+        indexes = range(whole.index, whole.index + item.parts)
+        counters = self.progress.counters
+        totals = {n: sum(counters.get(i, {}).get(n, 0) for i in indexes) for n in _COUNTERS}
+        if self.record_limit is not None:
+            _join_errors(self.job, item)
+        self._committed(whole, _stamp(item.output_url), totals)
 
     def _item_failed(self, item: WorkItem, reason: str) -> None:
         self.progress.objects_failed += 1
@@ -267,8 +327,17 @@ class JobRun:
             self._end(JobStatus.STOPPED)
         elif progress.objects_failed or progress.objects_completed < progress.objects_total:
             self._end(JobStatus.FAILED, self._failure_summary())
+        elif excess := self._failed_records_excess():
+            self._end(JobStatus.FAILED, f"ClientError: {excess}. See the errors files.")
         else:
             self._end(JobStatus.COMPLETED)
+
+    def _failed_records_excess(self) -> str | None:
+        """Why the job fails for its failed records (record errors on), else None."""
+        if self.record_limit is None:
+            return None
+        totals = self.progress.as_record()
+        return self.record_limit.describe_excess(totals["failed_records"], totals["records"])
 
     def _failure_summary(self) -> str:
         progress = self.progress
@@ -294,6 +363,8 @@ class JobRun:
         if force or now - self._last_save >= _PROGRESS_SAVE_SECONDS:
             self._last_save = now
             self.store.update_job(self.record.name, progress=self.progress.as_record())
+            commits, self.commits = self.commits, []
+            self.store.record_commits(commits)
 
 
 def _sweep(output_url: str) -> None:
@@ -305,6 +376,28 @@ def _sweep(output_url: str) -> None:
         objects.remove_partials(output_url)
     except StorageError as exc:
         print(f"could not clean up after {output_url}: {exc}", file=sys.stderr, flush=True)
+
+
+def _join_errors(job: TransformJobSpec, item: WorkItem) -> None:
+    """Join the errors files a ranged object's ranges wrote, in range order (so in record
+    order), into the object's one errors file. A failure is logged: the output stands."""
+    url = errors_url(job.output_path, item.output_url, job.environment)
+    try:
+        parts = [errors_part_url(url, part, item.parts) for part in range(1, item.parts + 1)]
+        written = [part for part in parts if objects.exists(part)]
+        if written:
+            objects.concatenate(url, written)
+    except (StorageError, FileNotFoundError) as exc:
+        print(f"could not join the errors files of {url}: {exc}", file=sys.stderr, flush=True)
+
+
+def _stamp(output_url: str) -> str | None:
+    """The output's stamp, for resume; None (the item is redone then) if it cannot be read."""
+    try:
+        return objects.stamp(output_url)
+    except StorageError as exc:
+        print(f"could not read {output_url}: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def _categorised(reason: str) -> str:
@@ -355,7 +448,7 @@ def _claim(store: Store, job_name: str) -> JobRecord | None:
         raise LookupError(f"no transform job named {job_name!r}")
     if JobStatus(record.status).terminal:
         return None
-    store.update_job(job_name, controller_pid=os.getpid())
+    store.update_job(job_name, controller_pid=os.getpid(), controller_host=config.host_name())
     if record.status == JobStatus.STOPPING.value:
         transition(store, job_name, JobStatus.STOPPED)
         return None

@@ -72,6 +72,7 @@ __all__ = [
     "read_bytes",
     "read_window",
     "remove_partials",
+    "stamp",
     "write_bytes",
 ]
 
@@ -551,6 +552,27 @@ def remove_partials(url: str) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+def stamp(url: str) -> str | None:
+    """What identifies the object now at ``url``: its size and ETag (S3) or modification
+    time (other stores), as one string; None when there is no object.
+
+    A resumed job compares the stamp taken when an output was committed with the stamp
+    now, and redoes the work whose output was changed or removed since.
+    """
+    fs, path = _filesystem(url)
+    try:
+        fs.invalidate_cache(path)
+        info = _retried(fs, lambda: fs.info(path), f"read {url}")
+    except FileNotFoundError:
+        return None
+    except STORE_FAILURES as exc:
+        raise _storage_error("read", url, exc) from exc
+    version = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
+    if hasattr(version, "timestamp"):
+        version = version.timestamp()
+    return f"{info.get('size', 0)}:{str(version).strip(chr(34))}"
 
 
 def modified_time(url: str) -> float | None:

@@ -13,15 +13,21 @@ import os
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from batchtransform import config, logs, objects
 from batchtransform.assembly import part_url
 from batchtransform.data import ranges
 from batchtransform.data.batch import Batch
 from batchtransform.data.pipeline import PipelineSettings, PipelineStats, transform_stream
+from batchtransform.data.record_errors import (
+    RecordErrors,
+    errors_part_url,
+    errors_url,
+    limit_from,
+)
 from batchtransform.errors import (
     BatchTransformError,
     DataError,
@@ -44,6 +50,7 @@ from batchtransform.supervision import SupervisedRuntime
 MIB = 1024 * 1024
 _PROGRESS_EVERY_SECONDS = 0.5
 _RETRY_BACKOFF_SECONDS = (0.1, 0.5, 2.0)
+_BINARY_SPLITS = ("RecordIO", "TFRecord")  # their records go to the errors file as base64
 # An item cut off by a storage outage where no request-level retry could help (a stream
 # broken halfway) is run again from its start this often before it counts as failed.
 _OUTAGE_RERUNS = 2
@@ -67,6 +74,8 @@ class TransformWorker:
         self._input_url = ""  # the current item's input, and its aligned bytes
         self._span = (0, 0)
         self._record_base: int | None = None  # records before them, once an error asks
+        # Record errors (opt-in): a bad record is set aside instead of failing its object.
+        self.tolerant = limit_from(job.environment) is not None
 
     def start(self) -> None:
         try:
@@ -98,12 +107,20 @@ class TransformWorker:
         reporter = _Throttled(report, stats)
         if self.runtime is not None:  # a call stuck past the timeout ends the instance
             self.runtime.watchdog.arm(item.display, report, self.job.invocation_retries + 1)
+        errors = RecordErrors(self.job.split_type in _BINARY_SPLITS) if self.tolerant else None
         try:
             with objects.atomic_writer(part_url(item), self.job.output_kms_key) as output:
                 chunks = self._chunks(item)
-                for chunk in transform_stream(chunks, self.settings, self._invoke, stats):
+                records = transform_stream(
+                    chunks, self.settings, self._invoke, stats, errors, self._probe
+                )
+                for chunk in records:
                     output.write(chunk)
                     reporter.maybe_send()
+                if errors is not None:  # before the output: an output means its errors are out
+                    self._write_errors(item, errors)
+            # a range's output is put together by the controller, which stamps it then
+            stamp = None if item.ranged else objects.stamp(item.output_url)
         except InstanceLostError:
             raise  # not the file's doing: the executor runs it elsewhere
         except StorageError as exc:
@@ -118,7 +135,7 @@ class TransformWorker:
         except Exception as exc:  # an unexpected bug must fail the item, not the instance
             traceback.print_exc(file=self.model_log)
             return self._failed(item, stats, f"InternalServerError: {type(exc).__name__}: {exc}")
-        return ItemResult(True, None, **_counters(stats))
+        return replace(ItemResult(True, None, **_counters(stats)), output_stamp=stamp)
 
     def stop(self) -> None:
         if self.runtime is not None:
@@ -181,10 +198,25 @@ class TransformWorker:
             )
         return self.job.batch.resolve(from_model)
 
-    def _invoke(self, batch: Batch) -> bytes:
+    def _write_errors(self, item: WorkItem, errors: RecordErrors) -> None:
+        """The object's errors file, written whole, when it has failed records."""
+        if not errors.count:
+            return
+        url = errors_url(self.job.output_path, item.output_url, self.job.environment)
+        if item.ranged:  # joined with the object's other ranges' when its output is
+            errors.renumber(self.records_before())
+            url = errors_part_url(url, item.part, item.parts)
+        objects.write_bytes(url, errors.jsonl())
+        self.data_log.write(f"{item.display}: {errors.count} records failed; see {url}")
+
+    def _probe(self, batch: Batch) -> bytes:
+        """One attempt, no retries: for the halves of a failing batch (record errors)."""
+        return self._invoke(batch, attempts=1)
+
+    def _invoke(self, batch: Batch, attempts: int | None = None) -> bytes:
         """One mini-batch through the model, retried as ModelClientConfig says."""
         assert self.runtime is not None
-        attempts = self.job.invocation_retries + 1
+        attempts = attempts or self.job.invocation_retries + 1
         for attempt in range(attempts):
             try:
                 return self.runtime.invoke(batch.payload, self.job.content_type, self.job.accept)
@@ -260,7 +292,8 @@ def _located(exc: ModelError, batch: Batch, attempts: int, base: int = 0) -> Mod
     )
 
 
-def _counters(stats: PipelineStats) -> dict[str, int]:
+def _counters(stats: PipelineStats) -> dict[str, Any]:
+    """The stats that ItemResult carries (typed Any: they fill its int fields only)."""
     return {k: v for k, v in asdict(stats).items() if k in ItemResult.__dataclass_fields__}
 
 

@@ -23,6 +23,7 @@ COMMANDS = [
     "describe-transform-job",
     "list-transform-jobs",
     "stop-transform-job",
+    "resume-transform-job",
     "run",
     "logs",
 ]

@@ -1,0 +1,206 @@
+"""Resume: a Failed or Stopped job (a killed controller's included) runs only the work
+without a committed output, leaves committed outputs untouched and redoes changed ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from documents import job_request
+from faults.faultkit import processes_with_home
+from lifecycle import wait_for_end
+from models import echoed
+from test_end_to_end import make_model, wait_until, write_inputs
+
+from batchtransform import Session, cli
+from batchtransform.api import ApiServer, ServerConfig
+from batchtransform.errors import ConflictError
+from batchtransform.service import Service
+
+# Fails any payload holding "poison" while the file FLAG names exists; notes each payload's
+# first line in the JOURNAL file, so a test can tell which files a run worked on.
+FLAKY_HANDLER = """
+import os, time
+
+def model_fn(model_dir):
+    return "ok"
+
+def transform_fn(model, body, content_type, accept):
+    text = body.decode() if isinstance(body, bytes) else body
+    with open(os.environ["JOURNAL"], "a") as journal:
+        journal.write(text.split("\\n")[0] + "\\n")
+    time.sleep(float(os.environ.get("DELAY", "0")))
+    if "poison" in text and os.path.exists(os.environ["FLAG"]):
+        raise ValueError("poisoned record")
+    return "".join(f"out:{line}\\n" for line in text.split("\\n"))
+"""
+
+FILES = {
+    "a.csv": "a-1\na-2\n",
+    "b.csv": "b-1\npoison\n",
+    "c.csv": "c-1\nc-2\nc-3\n",
+}
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session()
+
+
+def start_job(session: Session, tmp_path: Path, files: dict[str, str], **environment: str) -> None:
+    write_inputs(tmp_path / "in", dict(files))
+    make_model(session, tmp_path, FLAKY_HANDLER)
+    session.create_transform_job(
+        **job_request(
+            input_uri=str(tmp_path / "in") + "/",
+            output_path=str(tmp_path / "out"),
+            ModelClientConfig={"InvocationsMaxRetries": 0},
+            Environment={
+                "JOURNAL": str(tmp_path / "journal"),
+                "FLAG": str(tmp_path / "flag"),
+                **environment,
+            },
+        )
+    )
+
+
+def journal(tmp_path: Path) -> list[str]:
+    path = tmp_path / "journal"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.glob("*.out")}
+
+
+def test_resume_after_a_failure_redoes_only_failed_and_changed_outputs(
+    session: Session, tmp_path: Path
+) -> None:
+    (tmp_path / "flag").touch()
+    start_job(session, tmp_path, FILES)
+    first = wait_for_end(session, "job-1")
+    assert first["TransformJobStatus"] == "Failed"
+    out = tmp_path / "out"
+    assert sorted(stamps(out)) == ["a.csv.out", "c.csv.out"]
+
+    (tmp_path / "flag").unlink()  # the model is mended
+    (out / "c.csv.out").write_bytes(b"changed by someone\n")  # a committed output changed
+    kept = stamps(out)["a.csv.out"]
+    (tmp_path / "journal").unlink()
+    time.sleep(0.01)
+
+    with ApiServer(ServerConfig(port=0, no_auth=True), Service()) as server:
+        remote = Session(endpoint_url=server.endpoint_url)
+        answer = remote.resume_transform_job(TransformJobName="job-1")
+        assert answer["TransformJobArn"] == first["TransformJobArn"]
+        second = wait_for_end(remote, "job-1")
+
+    assert second["TransformJobStatus"] == "Completed", second.get("FailureReason")
+    assert "FailureReason" not in second
+    for name, text in FILES.items():
+        assert (out / f"{name}.out").read_bytes() == echoed(text)
+    assert stamps(out)["a.csv.out"] == kept, "a committed output is left untouched"
+    assert sorted(journal(tmp_path)) == ["b-1", "c-1"], "only b (failed) and c (changed) ran"
+    progress = second["Progress"]
+    assert progress["ObjectsCompleted"] == progress["ObjectsTotal"] == 3
+    assert progress["ObjectsFailed"] == 0
+    assert progress["RecordsProcessed"] == 7, "the counts cover both runs"
+    assert progress["Resumes"] == 1
+    assert second["TransformStartTime"] == first["TransformStartTime"]
+    assert second["TransformEndTime"] > first["TransformEndTime"]
+
+    with pytest.raises(ConflictError, match="it is Completed"):
+        session.resume_transform_job(TransformJobName="job-1")
+    code = cli.main(["resume-transform-job", "--transform-job-name", "job-1"])
+    assert code == cli.EXIT_SERVICE
+
+
+def slow_files() -> dict[str, str]:
+    return {f"f{i}.csv": "".join(f"{i}-{n}\n" for n in range(6)) for i in range(4)}
+
+
+@pytest.fixture
+def slow(session: Session, tmp_path: Path) -> Iterator[None]:
+    """Four files of six records, one record a request, each request 0.15 s."""
+    write_inputs(tmp_path / "in", slow_files())
+    make_model(session, tmp_path, FLAKY_HANDLER)
+    session.create_transform_job(
+        **job_request(
+            input_uri=str(tmp_path / "in") + "/",
+            output_path=str(tmp_path / "out"),
+            BatchStrategy="SingleRecord",
+            Environment={
+                "JOURNAL": str(tmp_path / "journal"),
+                "FLAG": str(tmp_path / "flag"),
+                "DELAY": "0.15",
+            },
+        )
+    )
+    yield
+
+
+def completed_objects(session: Session) -> int:
+    progress = session.describe_transform_job(TransformJobName="job-1")["Progress"]
+    return int(progress["ObjectsCompleted"])
+
+
+def check_resumed(session: Session, tmp_path: Path, before: dict[str, tuple[int, int]]) -> None:
+    (tmp_path / "journal").unlink()
+    session.resume_transform_job(TransformJobName="job-1")
+    with pytest.raises(ConflictError, match="it is InProgress"):
+        session.resume_transform_job(TransformJobName="job-1")
+    described = wait_for_end(session, "job-1")
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+    out = tmp_path / "out"
+    for name, text in slow_files().items():
+        assert (out / f"{name}.out").read_bytes() == echoed(text)
+    after = stamps(out)
+    assert all(after[name] == stamp for name, stamp in before.items())
+    files_run = {line.split("-")[0] for line in journal(tmp_path)}
+    assert files_run.isdisjoint(name[1] for name in before), "committed files did not run"
+    assert described["Progress"]["RecordsProcessed"] == 24
+    assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
+
+
+def test_resume_after_a_stop(session: Session, tmp_path: Path, slow: None) -> None:
+    wait_until(lambda: completed_objects(session) >= 1)
+    session.stop_transform_job(TransformJobName="job-1")
+    assert wait_for_end(session, "job-1")["TransformJobStatus"] == "Stopped"
+    before = stamps(tmp_path / "out")
+    assert 1 <= len(before) < 4, before
+    check_resumed(session, tmp_path, before)
+
+
+def test_resume_after_a_killed_controller(
+    session: Session, tmp_path: Path, slow: None, batchtransform_home: Path
+) -> None:
+    store = Service().store
+    wait_until(lambda: bool(store.list_commits("job-1")))  # saved with the progress
+    record = store.get_job("job-1")
+    assert record is not None and record.controller_pid
+    os.kill(record.controller_pid, signal.SIGKILL)
+    wait_until(lambda: not processes_with_home(batchtransform_home), timeout=30)
+    described = session.describe_transform_job(TransformJobName="job-1")
+    assert described["TransformJobStatus"] == "Failed"
+    # what a commit was recorded for must stay; an output written after the last progress
+    # save (no commit recorded) is redone, and may change
+    committed = {Path(c.output_url).name for c in store.list_commits("job-1")}
+    before = {name: stamp for name, stamp in stamps(tmp_path / "out").items() if name in committed}
+    assert before
+    check_resumed(session, tmp_path, before)
+
+
+def test_a_job_whose_model_was_deleted_is_not_resumed(session: Session, tmp_path: Path) -> None:
+    (tmp_path / "flag").touch()
+    start_job(session, tmp_path, FILES)
+    assert wait_for_end(session, "job-1")["TransformJobStatus"] == "Failed"
+    session.delete_model(ModelName="m1")
+    with pytest.raises(ConflictError, match=r'its model ".*model/m1" was deleted'):
+        session.resume_transform_job(TransformJobName="job-1")
+    assert session.describe_transform_job(TransformJobName="job-1")["TransformJobStatus"] == (
+        "Failed"
+    )
