@@ -9,6 +9,7 @@ that is all zeros unless ``BATCHTRANSFORM_ACCOUNT_ID`` says otherwise.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 DEFAULT_ACCOUNT_ID = "000000000000"
@@ -25,6 +26,12 @@ def home() -> Path:
 def database_url() -> str:
     """The store's SQLAlchemy URL: SQLite under the home folder unless configured."""
     return os.environ.get("BATCHTRANSFORM_DATABASE_URL") or f"sqlite:///{home() / 'state.db'}"
+
+
+def host_name() -> str:
+    """This machine's name, recorded with a job's controller process id: the id means
+    something only here, so only servers on this host judge whether it is alive."""
+    return socket.gethostname()
 
 
 def job_dir(job_name: str, create: bool = True) -> Path:

@@ -246,7 +246,8 @@ class Service:
             transition(self.store, record.name, JobStatus.FAILED, failure_reason=reason)
         else:
             if pid is not None:
-                self.store.update_job(record.name, controller_pid=pid)
+                host = config.host_name()
+                self.store.update_job(record.name, controller_pid=pid, controller_host=host)
 
     def _model(self, name: str) -> ModelRecord:
         record = self.store.get_model(name)
@@ -283,8 +284,14 @@ class Service:
         return record is None or JobStatus(self._checked(record).status).terminal
 
     def _checked(self, record: JobRecord) -> JobRecord:
-        """End a job whose controller process is gone, so that it cannot hang forever."""
+        """End a job whose controller process is gone, so that it cannot hang forever.
+
+        Only a controller on this host can be checked: servers on other machines sharing
+        the database leave it to the servers of its own host.
+        """
         if JobStatus(record.status).terminal or not record.controller_pid:
+            return record
+        if record.controller_host not in (None, config.host_name()):
             return record
         if _process_alive(record.controller_pid):
             return record

@@ -37,6 +37,7 @@ class JobRecord:
     failure_reason: str | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     controller_pid: int | None = None
+    controller_host: str | None = None  # where controller_pid runs; None: not recorded
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The migration that produced the tables below; the database must be at this revision."""
 
 metadata = sa.MetaData()
@@ -40,6 +40,7 @@ transform_jobs = sa.Table(
     sa.Column("model", sa.JSON, nullable=False),
     sa.Column("progress", sa.JSON, nullable=False),
     sa.Column("controller_pid", sa.Integer),
+    sa.Column("controller_host", sa.String(255)),  # migrations/versions/0003
 )
 
 committed_outputs = sa.Table(
