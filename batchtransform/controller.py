@@ -150,7 +150,8 @@ class JobRun:
 
     def _not_committed(self, items: list[WorkItem]) -> list[WorkItem]:
         """A resumed job's work: the items without a committed output that is still there
-        as it was committed. The others count as done, with their first run's counters."""
+        as it was committed, or whose output lacks failed records (record errors), which
+        may pass now. The others count as done, with their first run's counters."""
         commits = {commit.item_key: commit for commit in self.store.list_commits(self.record.name)}
         left = []
         for item in items:
@@ -159,9 +160,12 @@ class JobRun:
             if (
                 commit is None
                 or commit.output_url != whole.output_url
+                or commit.counters.get("failed_records", 0) > 0
                 or _stamp(whole.output_url) != commit.stamp
             ):
                 left.append(item)
+                if item.part == 1 and self.record_limit is not None:
+                    _remove_errors(self.job, whole)  # the last run's, if any: redone now
             elif item.part == 1:
                 self.progress.objects_completed += 1
                 self.progress.counters[whole.index] = dict(commit.counters)
@@ -389,6 +393,16 @@ def _join_errors(job: TransformJobSpec, item: WorkItem) -> None:
             objects.concatenate(url, written)
     except (StorageError, FileNotFoundError) as exc:
         print(f"could not join the errors files of {url}: {exc}", file=sys.stderr, flush=True)
+
+
+def _remove_errors(job: TransformJobSpec, item: WorkItem) -> None:
+    """Remove the errors file an earlier run left for work that runs again, so that the
+    file, if any, is this run's. A failure is logged: at worst a stale file stays."""
+    url = errors_url(job.output_path, item.output_url, job.environment)
+    try:
+        objects.delete(url)
+    except StorageError as exc:
+        print(f"could not remove {url}: {exc}", file=sys.stderr, flush=True)
 
 
 def _stamp(output_url: str) -> str | None:

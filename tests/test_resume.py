@@ -3,10 +3,11 @@ without a committed output, leaves committed outputs untouched and redoes change
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from documents import job_request
 from faults.faultkit import processes_with_home
 from lifecycle import wait_for_end
 from models import echoed
+from s3servers import S3Server
 from test_end_to_end import make_model, wait_until, write_inputs
 
 from batchtransform import Session, cli
@@ -204,3 +206,55 @@ def test_a_job_whose_model_was_deleted_is_not_resumed(session: Session, tmp_path
     assert session.describe_transform_job(TransformJobName="job-1")["TransformJobStatus"] == (
         "Failed"
     )
+
+
+def test_resume_on_s3_redoes_objects_with_failed_records(
+    moto_s3: S3Server, s3_env: Callable[[S3Server], S3Server], tmp_path: Path
+) -> None:
+    """Record errors and resume together on S3: a job past its failed-record threshold is
+    resumed once the model is mended; the clean object's output (its ETag recorded) stays,
+    the object with a failed record runs again, and its stale errors file goes."""
+    server = s3_env(moto_s3)
+    bucket = server.make_bucket()
+    client = server.client()
+    files = {"a.csv": "a-1\na-2\n", "b.csv": "b-1\npoison\nb-3\n"}
+    for name, text in files.items():
+        client.put_object(Bucket=bucket, Key=f"in/{name}", Body=text.encode())
+    (tmp_path / "flag").touch()
+    session = Session()
+    make_model(session, tmp_path, FLAKY_HANDLER)
+    session.create_transform_job(
+        **job_request(
+            input_uri=f"s3://{bucket}/in/",
+            output_path=f"s3://{bucket}/out",
+            ModelClientConfig={"InvocationsMaxRetries": 0},
+            Environment={
+                "JOURNAL": str(tmp_path / "journal"),
+                "FLAG": str(tmp_path / "flag"),
+                "BATCHTRANSFORM_MAX_FAILED_RECORDS": "0",
+            },
+        )
+    )
+    first = wait_for_end(session, "job-1")
+    assert first["TransformJobStatus"] == "Failed"
+    assert "1 records failed" in str(first["FailureReason"])
+    errors_key = "out/_errors/b.csv.errors.jsonl"
+    errors = client.get_object(Bucket=bucket, Key=errors_key)["Body"].read().decode()
+    assert [json.loads(line)["record"] for line in errors.splitlines()] == [2]
+    kept = client.head_object(Bucket=bucket, Key="out/a.csv.out")
+
+    (tmp_path / "flag").unlink()
+    (tmp_path / "journal").unlink()
+    session.resume_transform_job(TransformJobName="job-1")
+    second = wait_for_end(session, "job-1")
+
+    assert second["TransformJobStatus"] == "Completed", second.get("FailureReason")
+    for name, text in files.items():
+        body = client.get_object(Bucket=bucket, Key=f"out/{name}.out")["Body"].read()
+        assert body == echoed(text)
+    again = client.head_object(Bucket=bucket, Key="out/a.csv.out")
+    assert (again["ETag"], again["LastModified"]) == (kept["ETag"], kept["LastModified"])
+    assert journal(tmp_path) == ["b-1"], "only the object with a failed record ran again"
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="out/_errors/").get("Contents", [])
+    assert listed == [], "the stale errors file was removed"
+    assert second["Progress"]["RecordsFailed"] == 0
