@@ -1,0 +1,92 @@
+"""Putting ranges' parts together on real S3 servers (moto and SeaweedFS): parts copied by
+the server, small ones joined with their neighbours to respect the 5 MiB minimum part."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from documents import job_request
+from models import ECHO_HANDLER, echoed
+from s3servers import S3Server
+from test_end_to_end import make_model, wait_for
+
+from batchtransform import Session, objects
+
+MIB = 2**20
+
+
+def _data(size: int, seed: int) -> bytes:
+    """``size`` bytes that differ from any other seed's, quickly."""
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
+    return (block * (size // len(block) + 1))[:size]
+
+
+def _uploads(server: S3Server, bucket: str) -> list[str]:
+    found = server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return [upload["Key"] for upload in found]
+
+
+def _keys(server: S3Server, bucket: str) -> list[str]:
+    listed = server.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    return sorted(item["Key"] for item in listed)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        # large parts copied, small ones between them joined to the next part's start
+        [6 * MIB, 1000, 7 * MIB, 3 * MIB, 0, 5 * MIB + 1, 2],
+        [1000, 2 * MIB, 17],  # all small: one PUT
+        [0, 0],  # nothing at all
+    ],
+    ids=["mixed", "small", "empty"],
+)
+def test_concatenate_puts_the_parts_together_in_order(
+    s3: S3Server, s3_bucket: str, sizes: list[int]
+) -> None:
+    client = s3.client()
+    sources = []
+    for number, size in enumerate(sizes):
+        key = f"out/a.csv.out.part-{number:05d}"
+        client.put_object(Bucket=s3_bucket, Key=key, Body=_data(size, number))
+        sources.append(f"s3://{s3_bucket}/{key}")
+
+    objects.concatenate(f"s3://{s3_bucket}/out/a.csv.out", sources)
+
+    body = client.get_object(Bucket=s3_bucket, Key="out/a.csv.out")["Body"].read()
+    assert body == b"".join(_data(size, n) for n, size in enumerate(sizes))
+    assert _keys(s3, s3_bucket) == ["out/a.csv.out"]  # the parts are gone
+    assert _uploads(s3, s3_bucket) == []
+
+
+def test_concatenate_with_a_part_missing_publishes_nothing(s3: S3Server, s3_bucket: str) -> None:
+    client = s3.client()
+    client.put_object(Bucket=s3_bucket, Key="out/p1", Body=_data(6 * MIB, 1))
+    with pytest.raises(FileNotFoundError):
+        objects.concatenate(
+            f"s3://{s3_bucket}/out/a.out", [f"s3://{s3_bucket}/out/p1", f"s3://{s3_bucket}/out/p2"]
+        )
+    assert _keys(s3, s3_bucket) == ["out/p1"]
+    assert _uploads(s3, s3_bucket) == []
+
+
+def test_a_ranged_job_on_s3(s3: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    content = "".join(f"{n},{n % 7}\n" for n in range(400))
+    s3.client().put_object(Bucket=s3_bucket, Key="in/a.csv", Body=content.encode())
+    session = Session()
+    make_model(session, tmp_path, ECHO_HANDLER)
+    request = job_request(
+        input_uri=f"s3://{s3_bucket}/in/",
+        output_path=f"s3://{s3_bucket}/out/",
+        Environment={"BATCHTRANSFORM_RANGE_SIZE_MB": "0.001"},  # 3 ranges
+        TransformResources={"InstanceCount": 2},
+    )
+    session.create_transform_job(**request)
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    assert _keys(s3, s3_bucket) == ["in/a.csv", "out/a.csv.out"]
+    body = s3.client().get_object(Bucket=s3_bucket, Key="out/a.csv.out")["Body"].read()
+    assert body == echoed(content)
+    assert _uploads(s3, s3_bucket) == []
