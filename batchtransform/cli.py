@@ -190,7 +190,9 @@ def _add_server(commands: Any) -> None:
 def _add_db(commands: Any) -> None:
     help_text = "The state database: `db upgrade` migrates it to this release's schema."
     command = commands.add_parser("db", help=help_text, description=help_text)
-    actions = command.add_subparsers(title="actions", metavar="ACTION")
+    actions = command.add_subparsers(
+        title="actions", metavar="ACTION", help="upgrade: migrate it to this release's schema"
+    )
     upgrade_help = (
         "Migrate the database to this release's schema (servers and jobs also do it when "
         "they open it); a no-op when it is current."

@@ -113,7 +113,9 @@ def running_postgres() -> Iterator[PostgresServer]:
     """Start a fresh cluster, yield it, and stop and remove it whatever happens."""
     bindir = server_binaries()
     owner = _server_user()
-    folder = Path(tempfile.mkdtemp(prefix="batchtransform-pg-"))
+    # another user must reach it: /tmp, not a TMPDIR that may sit in root's own folder
+    shared_tmp = "/tmp" if owner is not None and os.path.isdir("/tmp") else None
+    folder = Path(tempfile.mkdtemp(prefix="batchtransform-pg-", dir=shared_tmp))
     data, log = folder / "data", folder / "server.log"
     try:
         if owner is not None:

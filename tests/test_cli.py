@@ -26,6 +26,7 @@ COMMANDS = [
     "resume-transform-job",
     "run",
     "logs",
+    "db",
 ]
 
 
