@@ -11,10 +11,13 @@ node mid-job is the same kill, as a machine lost.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +35,9 @@ _RAY = str(Path(sys.executable).with_name("ray"))
 _STOP_GRACE_SECONDS = 10.0
 _START_TIMEOUT = 90.0
 GIB = 1024**3
+# Ray's sockets are ``<temp>/session_<date>_<time>_<micro>_<pid>/sockets/plasma_store``.
+_SOCKET_PATH_LIMIT = 107
+_SOCKET_PATH_TAIL = 70
 # Settings of the cluster's processes and of the drivers that join it: loopback only, so
 # no token is needed; no usage reports; nothing under the user's home.
 ENVIRONMENT = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -59,9 +65,15 @@ class RayCluster:
         """The session of each node: its processes, the actors' workers included."""
         return [node.process.pid for node in self.nodes]
 
-    @property
+    @functools.cached_property
     def temp_dir(self) -> Path:
-        return self.folder / "ray"
+        """Ray's temporary folder: under the test's own, unless its sockets' paths would
+        pass the 107 bytes a Unix socket's path may have (then a short one, removed at
+        the end)."""
+        folder = self.folder / "ray"
+        if len(str(folder)) + _SOCKET_PATH_TAIL <= _SOCKET_PATH_LIMIT:
+            return folder
+        return Path(tempfile.mkdtemp(prefix="ray-"))
 
     def add_node(
         self, cpus: int, memory_gib: float, gpus: int = 0, resources: str | None = None
@@ -117,13 +129,17 @@ class RayCluster:
         deadline = time.monotonic() + _START_TIMEOUT
         while True:
             environment = {**os.environ, **ENVIRONMENT, "RAY_TMPDIR": str(self.temp_dir)}
-            done = subprocess.run(
-                [sys.executable, "-c", program], env=environment, capture_output=True, text=True
-            )
+            try:
+                done = subprocess.run(
+                    [sys.executable, "-c", program],
+                    env=environment, capture_output=True, text=True, timeout=_START_TIMEOUT,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired as exc:
+                raise AssertionError(f"the cluster did not answer: {self._logs()}") from exc
             if done.returncode == 0:
                 return
             for node in self.nodes:
-                assert node.process.poll() is None, node.log.read_text()[-3000:]
+                assert node.process.poll() is None, self._logs()
             assert time.monotonic() < deadline, done.stderr[-3000:]
             time.sleep(0.5)
 
@@ -142,6 +158,11 @@ class RayCluster:
                 node.process.wait()
             sessions.kill_session(node.process.pid)
         self.nodes.clear()
+        if not self.temp_dir.is_relative_to(self.folder):
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def _logs(self) -> str:
+        return "\n".join(node.log.read_text()[-2000:] for node in self.nodes)
 
 
 @contextlib.contextmanager

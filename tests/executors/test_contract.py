@@ -5,6 +5,9 @@ service, once with local processes and once with Ray actors on a cluster of this
 Each case holds for both: byte-exact outputs with the instances' logs in the job's streams;
 a failing file fails the job by name and leaves no output; a stop ends every instance
 within seconds and leaves no partial output; a killed instance's item runs again elsewhere.
+Then what is Ray's own, on the same cluster: actors sized by the instance type (GPUs the
+node declares without having them, shared by a fraction), a type no node can hold, and
+Ray missing or an executor nobody knows.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from lifecycle import wait_for_end
 from models import ECHO_HANDLER, POISON_HANDLER, SLOW_HANDLER, echoed
 from raycluster import RayCluster, running_cluster
 
-from batchtransform import Session
+from batchtransform import Session, config
 from batchtransform.logs import DATA_LOG_SUFFIX, MODEL_LOG_SUFFIX
 
 FILES = {f"f{i}.csv": "".join(f"{i}-{n}\n" for n in range(5)) for i in range(5)}
@@ -40,7 +43,8 @@ LOGGING_ECHO = ECHO_HANDLER + '\nprint("model loaded in", __name__, flush=True)\
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
-    with running_cluster(tmp_path_factory.mktemp("ray"), cpus=8, memory_gib=64) as cluster:
+    folder = tmp_path_factory.mktemp("ray")
+    with running_cluster(folder, cpus=8, memory_gib=64, gpus=1) as cluster:
         yield cluster
 
 
@@ -78,6 +82,8 @@ class TestExecutorContract:
         data_logs = stream_texts(DATA_LOG_SUFFIX)
         assert len(data_logs) == 2 and all("MaxPayloadInMB" in t for t in data_logs)
         assert (controller_log().count("runs on Ray node") == 2) == (executor == "ray")
+        fetched = list((config.job_dir("job-1") / "model-cache").glob("*.complete"))
+        assert len(fetched) == (1 if executor == "ray" else 0), "once per node on Ray"
         assert_no_process_left(batchtransform_home, ray_sessions)
 
     def test_a_failing_file_fails_the_job_by_name(self, executor: str, tmp_path: Path) -> None:
@@ -132,3 +138,107 @@ class TestExecutorContract:
         assert len(deaths) == 1, lost
         assert len(stream_texts(DATA_LOG_SUFFIX)) == 3, "two instances and one replacement"
         assert_no_process_left(batchtransform_home, ray_sessions)
+
+
+# Each instance waits, in its first call, until another instance has called too: with one
+# GPU on the node, two instances of a one-GPU type can run together only if each asks for
+# half of it. Each record's output says which GPU Ray handed the instance.
+GPU_RENDEZVOUS = """
+import os, time
+from pathlib import Path
+
+def model_fn(model_dir):
+    return "ok"
+
+def transform_fn(model, body, content_type, accept):
+    meeting = Path({meeting!r})
+    (meeting / str(os.getpid())).touch()
+    deadline = time.monotonic() + 60
+    while len(list(meeting.iterdir())) < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the other instance never ran beside this one")
+        time.sleep(0.05)
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "".join(f"{{line}} gpu={{gpu}}\\n" for line in body.split("\\n") if line)
+"""
+
+
+@pytest.mark.usefixtures("ray_cluster")
+class TestRayResources:
+    @pytest.fixture(autouse=True)
+    def _on_ray(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("BATCHTRANSFORM_EXECUTOR", "ray")
+
+    def test_a_gpu_type_shares_the_nodes_gpu_when_the_job_asks_for_half(
+        self, tmp_path: Path
+    ) -> None:
+        session = Session()
+        (tmp_path / "meeting").mkdir()
+        make_model(session, tmp_path, GPU_RENDEZVOUS.format(meeting=str(tmp_path / "meeting")))
+        files = {"a.csv": "1\n2\n", "b.csv": "3\n"}
+        start_job(
+            session, tmp_path, files, BatchStrategy="SingleRecord",
+            TransformResources={"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 2},
+            Environment={"BATCHTRANSFORM_GPUS_PER_INSTANCE": "0.5"},
+        )  # fmt: skip
+
+        description = wait_for_end(session, "job-1")
+        assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+        assert outputs(tmp_path / "out") == {
+            "a.csv.out": b"1 gpu=0\n2 gpu=0\n",
+            "b.csv.out": b"3 gpu=0\n",
+        }
+        assert len(list((tmp_path / "meeting").iterdir())) == 2
+
+    def test_a_type_no_node_can_hold_fails_at_once_naming_what_is_missing(
+        self, tmp_path: Path
+    ) -> None:
+        session = Session()
+        make_model(session, tmp_path, ECHO_HANDLER)
+        start_job(
+            session, tmp_path, {"a.csv": "1\n"},
+            TransformResources={"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 1},
+        )  # fmt: skip
+
+        description = wait_for_end(session, "job-1", timeout=30)
+        assert description["TransformJobStatus"] == "Failed"
+        reason = description["FailureReason"]
+        assert reason.startswith("ClientError: no node of the Ray cluster"), reason
+        assert "ml.p4d.24xlarge" in reason
+        assert "GPU: 8 wanted, the largest node has 1" in reason
+        assert "CPU: 96 wanted, the largest node has 8" in reason
+        assert not (tmp_path / "out").exists()
+
+
+NO_RAY = "raise ImportError(\"No module named 'ray'\", name='ray')\n"
+
+
+def test_the_ray_executor_without_ray_fails_the_job_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray made unimportable for the job's controller: a package of that name first on its
+    path that refuses to import, as an interpreter without the extra would."""
+    (tmp_path / "shadow" / "ray").mkdir(parents=True)
+    (tmp_path / "shadow" / "ray" / "__init__.py").write_text(NO_RAY)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "shadow"))
+    monkeypatch.setenv("BATCHTRANSFORM_EXECUTOR", "ray")
+    session = Session()
+    make_model(session, tmp_path, ECHO_HANDLER)
+    start_job(session, tmp_path, {"a.csv": "1\n"})
+
+    description = wait_for_end(session, "job-1", timeout=30)
+    assert description["TransformJobStatus"] == "Failed"
+    assert "batchtransform[ray]" in description["FailureReason"]
+
+
+def test_an_executor_nobody_knows_fails_the_job_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCHTRANSFORM_EXECUTOR", "kubernetes")
+    session = Session()
+    make_model(session, tmp_path, ECHO_HANDLER)
+    start_job(session, tmp_path, {"a.csv": "1\n"})
+
+    description = wait_for_end(session, "job-1", timeout=30)
+    assert description["TransformJobStatus"] == "Failed"
+    assert "BATCHTRANSFORM_EXECUTOR='kubernetes'" in description["FailureReason"]
