@@ -107,7 +107,7 @@ class JobRun:
             if items:
                 admitted = turn.admit(
                     min(self.job.instance_count, len(items)),  # more would only idle
-                    self._should_stop,
+                    lambda: self._should_stop(save=False),
                     self._on_queued,
                 )
                 if admitted is None:  # stopped while queued
@@ -191,9 +191,10 @@ class JobRun:
         return objects.list_prefix(self.job.input_uri)
 
     def _on_queued(self, place: dict[str, Any] | None) -> None:
-        """The job's place in the queue while it waits (None once admitted), for Describe."""
-        self.progress.queued = place
-        if place is None:
+        """The job's place in the queue while it waits (None once admitted), for Describe;
+        saved when it changes only, since many jobs may wait at once."""
+        if place != self.progress.queued:
+            self.progress.queued = place
             self._save(force=True)
 
     def _on_event(self, event: Event) -> None:
@@ -312,13 +313,14 @@ class JobRun:
         self.progress.failed_objects.append(item.display)
         self.progress.reasons.append(reason)
 
-    def _should_stop(self) -> bool:
-        """Whether a stop was asked for; each status poll also saves the progress, so the
-        plan (ObjectsTotal) shows as soon as the instances are starting."""
+    def _should_stop(self, save: bool = True) -> bool:
+        """Whether a stop was asked for; each status poll also saves the progress (unless
+        told not to), so the plan (ObjectsTotal) shows as soon as the instances are starting."""
         now = time.monotonic()
         if not self._stopping and now - self._last_poll >= _STATUS_POLL_SECONDS:
             self._last_poll = now
-            self._save()
+            if save:
+                self._save()
             current = self.store.get_job(self.record.name)
             self._stopping = current is None or current.status == JobStatus.STOPPING.value
         return self._stopping
