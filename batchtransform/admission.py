@@ -207,8 +207,10 @@ class AdmissionQueue:
         return self.folder / "queue" / f"{round(creation_time * 1e6):017d}-{job_name}"
 
     def enqueue(self, job_name: str, creation_time: float) -> None:
-        """Put a job in line before its controller exists (the service's side)."""
-        self.ticket_path(job_name, creation_time).touch()
+        """Put a job in line before its controller exists (the service's side). A ticket
+        left by an earlier controller of the job (a resumed job) is made new: empty, it
+        waits for the new controller instead of counting as dead."""
+        self.ticket_path(job_name, creation_time).write_bytes(b"")
 
     def withdraw(self, job_name: str, creation_time: float) -> None:
         """Take back a ticket whose controller could not be started."""

@@ -149,6 +149,17 @@ def test_a_ticket_written_for_a_controller_that_never_came_expires(tmp_path: Pat
     assert not queue.ticket_path("launched", 1.0).exists()
 
 
+def test_a_dead_controllers_ticket_made_new_waits_for_the_next(
+    tmp_path: Path, holders: list[Holder]
+) -> None:
+    """A resumed job: its first controller died in line, and the service launches another."""
+    queue = AdmissionQueue(tmp_path)
+    holders.append(Holder(tmp_path, "resumed", 1.0, None))
+    holders[0].kill()
+    queue.enqueue("resumed", 1.0)
+    assert waits(queue, "later", 2.0, Placement(1, 2))[0] == (2, "1 job ahead in the queue")
+
+
 def test_a_withdrawn_ticket_is_gone(tmp_path: Path) -> None:
     queue = AdmissionQueue(tmp_path)
     queue.enqueue("a", 1.0)
