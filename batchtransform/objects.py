@@ -60,6 +60,7 @@ __all__ = [
     "S3_PART_SIZE",
     "ObjectInfo",
     "atomic_writer",
+    "committed_stamp",
     "concatenate",
     "delete",
     "exists",
@@ -390,6 +391,8 @@ def _local_writer(url: str, path: str) -> Iterator[BinaryIO]:
         with _LocalOutput(temporary, url) as stream:
             yield cast(BinaryIO, stream)
         _replace(url, temporary, path)
+        written = os.stat(path)
+        stream.committed_stamp = f"{written.st_size}:{written.st_mtime}"
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -409,6 +412,8 @@ class _LocalOutput(io.BufferedWriter):
     """The temporary file, whose own failures (a full disk, a lost permission) are
     StorageErrors naming the output, never confused with whatever the caller was reading
     or running when its write reached the disk."""
+
+    committed_stamp: str | None = None  # set once the file is in place
 
     def __init__(self, temporary: str, url: str) -> None:
         super().__init__(io.FileIO(temporary, "wb"))
@@ -552,6 +557,13 @@ def remove_partials(url: str) -> int:
             leftover.unlink()
             removed += 1
     return removed
+
+
+def committed_stamp(stream: BinaryIO) -> str | None:
+    """The ``stamp`` of the object an ``atomic_writer`` stream published, known without a
+    request (S3 answers the PUT with its ETag; a local file is stat'ed as it is renamed);
+    None where it is not known (read it with ``stamp``)."""
+    return getattr(stream, "committed_stamp", None)
 
 
 def stamp(url: str) -> str | None:

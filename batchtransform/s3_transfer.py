@@ -126,6 +126,7 @@ def atomic_upload(fs: Any, url: str, path: str, kms_key_id: str | None) -> Itera
         yield cast(BinaryIO, behind)
         behind.finish()
         upload.commit()
+        behind.committed_stamp = upload.stamp()
     except BaseException:
         try:
             behind.abandon()
@@ -191,8 +192,11 @@ class _Upload:
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
         self.cancelled = False
+        self.size = 0  # bytes written
+        self.etag: str | None = None  # the published object's, from S3's answer
 
     def write(self, data: bytes) -> None:
+        self.size += len(data)
         self.buffer += data
         while len(self.buffer) >= S3_PART_SIZE:
             part = bytes(self.buffer[:S3_PART_SIZE])
@@ -203,17 +207,23 @@ class _Upload:
         """Publish the object: the PUT, or the last part and the completion. s3fs's cached
         listings of the folder are dropped, as its own file does on close."""
         if self.upload_id is None:
-            self._call("put_object", Body=bytes(self.buffer), **self.encryption)
+            answer = self._call("put_object", Body=bytes(self.buffer), **self.encryption)
         else:
             if self.buffer:
                 self._send_part(bytes(self.buffer))
-            self._call(
+            answer = self._call(
                 "complete_multipart_upload",
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": self.parts},
             )
             self.upload_id = None
+        self.etag = answer.get("ETag") if isinstance(answer, dict) else None
         self.fs.invalidate_cache(f"{self.bucket}/{self.key}")
+
+    def stamp(self) -> str | None:
+        """The published object's size and ETag as ``objects.stamp`` gives them, from the
+        answer to the PUT or completion: no request of its own (None without an ETag)."""
+        return f"{self.size}:{self.etag.strip(chr(34))}" if self.etag else None
 
     def discard(self) -> None:
         """Abort the multipart upload, if one is open; a small output was never sent.
@@ -298,6 +308,8 @@ class _UploadBehind(io.RawIOBase):
     fails stops the uploading and is raised, as StorageError, at the next write or at
     ``finish``.
     """
+
+    committed_stamp: str | None = None  # set once the object is published
 
     def __init__(self, upload: _Upload, url: str) -> None:
         super().__init__()
