@@ -255,7 +255,7 @@ def test_each_instance_sees_its_own_gpus(
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     logs = model_logs("job-a")
     assert sorted(logs) == [1, 2]
-    assert [f"visible={seen[n - 1]}" in logs[n] for n in (1, 2)] == [True, True]
+    assert [f"visible={seen[n - 1]}\n" in logs[n] for n in (1, 2)] == [True, True]
     outputs = bench.output("job-a")
     assert sorted(outputs) == ["f0.csv.out", "f1.csv.out"]
     for name, text in outputs.items():  # each file as one of the instances saw it
