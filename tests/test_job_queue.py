@@ -185,6 +185,21 @@ def test_jobs_wait_their_turn_in_creation_order(
     assert "Queue position 2 (1 job ahead in the queue)" in controller_log("job-d")
     assert "Admitted after" in controller_log("job-d")
     assert controller_log("job-a") == ""  # admitted at once: nothing to say
+    # The job's own stream is one of its log streams, as the Logs API and `logs` read them.
+    group = "/aws/sagemaker/TransformJobs"
+    streams = session.call_logs(
+        "DescribeLogStreams", {"logGroupName": group, "logStreamNamePrefix": "job-d/controller-"}
+    )["logStreams"]
+    assert [s["logStreamName"].endswith("/data-log") for s in streams] == [True]
+    events = session.call_logs(
+        "GetLogEvents",
+        {
+            "logGroupName": group,
+            "logStreamName": streams[0]["logStreamName"],
+            "startFromHead": True,
+        },
+    )["events"]
+    assert "Queued: position 3 on this machine (2 jobs ahead in the queue)" in events[0]["message"]
 
 
 def test_a_killed_controllers_slots_come_back(
