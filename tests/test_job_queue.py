@@ -396,3 +396,20 @@ def test_thirty_jobs_of_two_instances_created_at_once(
         f"({sampler.samples} samples)"
     )
     assert 1 <= sampler.most <= cap
+
+
+def test_a_bad_instance_type_table_fails_the_job_naming_the_file(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = tmp_path / "types.json"
+    table.write_text('{"types": {"ml.g5.xlarge": {"vcpus": 4, "gpus": 1}}}')
+    monkeypatch.setenv("BATCHTRANSFORM_INSTANCE_TYPES", str(table))
+    bench = Bench(session, tmp_path)
+    bench.create("job-a", instance_type="ml.g5.xlarge")
+    described = wait_for_end(session, "job-a", timeout=30)
+    assert described["TransformJobStatus"] == "Failed"
+    assert described["FailureReason"] == (
+        f"ClientError: instance type table {table}, type 'ml.g5.xlarge': memory_gib must be "
+        "a number, not None"
+    )
+    assert model_logs("job-a") == {}
