@@ -4,7 +4,8 @@ start-up too:
 
     python -m benchmarks.ray_peer MODEL.joblib OUTPUT_DIR INPUT.csv [INPUT.csv ...]
 
-The peak memory reported is the driver's; Ray's worker processes are not sampled.
+The peak memory reported is the driver's; Ray's worker processes are not sampled. With
+``RAY_ADDRESS`` set it joins that cluster instead of starting a Ray of its own.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class Scorer:
 
 def main(argv: list[str]) -> None:
     model_path, output, inputs = argv[0], argv[1], argv[2:]
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    if os.environ.get("RAY_ADDRESS"):  # a running cluster, as the Ray executor's rows use
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     names = pyarrow.csv.ReadOptions(autogenerate_column_names=True)
     dataset = ray.data.read_csv(inputs, read_options=names)
