@@ -8,21 +8,24 @@ a batch of n, about 2·k·log2(n) extra requests. The first request of a batch a
 of a lone record get the job's retries; the halves in between are tried once, since a
 transient failure there only means one more halving.
 
-Every record keeps its number within the object, so the errors file and the model's error
-messages name the record as it is in the input, even after InputFilter dropped some. With
-no failure the requests and the output are exactly those of the ordinary pipeline.
+Records travel in lists, as in the ordinary pipeline (``split_blocks``, ``batch_blocks``),
+and a batch's records are a slice of them, taken only by reference, so a job with nothing
+failing pays little for the tolerance. Every record keeps its number within the object, so
+the errors file and the model's error messages name the record as it is in the input, even
+after InputFilter dropped some. With no failure the requests and the output are exactly
+those of the ordinary pipeline.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import TYPE_CHECKING
 
 from batchtransform.data.assemble import assemble
-from batchtransform.data.batch import Batch, batch_blocks, in_blocks
+from batchtransform.data.batch import Batch, batch_blocks
 from batchtransform.data.ordered import ordered_map
 from batchtransform.data.processing import (
     OriginalRecords,
@@ -32,7 +35,7 @@ from batchtransform.data.processing import (
 )
 from batchtransform.data.readahead import read_ahead
 from batchtransform.data.record_errors import RecordErrors
-from batchtransform.data.split import record_separator, split_records
+from batchtransform.data.split import record_separator, split_blocks
 from batchtransform.errors import DataError, ModelError, one_line
 
 if TYPE_CHECKING:
@@ -44,10 +47,13 @@ Invoke = Callable[[Batch], bytes]
 
 
 @dataclass(frozen=True)
-class _Record:
-    number: int  # 1-based, within the object
-    original: bytes  # as read (the errors file's and the join's copy)
-    sent: bytes  # after InputFilter, in the form the batch carries
+class _Block:
+    """Consecutive records as sent, with their numbers and the records as read (the same
+    list when no InputFilter changed them)."""
+
+    sent: list[bytes]
+    numbers: Sequence[int]
+    originals: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class _Unit:
     """A batch as the ordinary pipeline would send it, with the records it carries."""
 
     batch: Batch
-    records: list[_Record]
+    block: _Block
 
 
 def tolerant_stream(
@@ -73,67 +79,117 @@ def tolerant_stream(
     """
     framed = settings.batch_strategy == "MultiRecord"
     limit = settings.max_payload_bytes
-    records = split_records(data, settings.split_type, limit or None, framed=framed)
-    numbered = _counted(enumerate(records, start=1), stats)
-    units = _units(numbered, settings, errors, stats)
+    read = split_blocks(data, settings.split_type, limit or None, framed=framed)
+    blocks = _numbered(read, settings.processing, errors, stats)
+    units = _units(blocks, settings, stats)
     bisector = _Bisector(settings, invoke, probe, errors, stats)
     outputs = ordered_map(bisector.run, read_ahead(units), settings.max_concurrent)
     output = assemble(chain.from_iterable(outputs), settings.assemble_with)
     return _closing(_counted_output(output, stats), outputs)
 
 
-def _counted(numbered: Iterable[tuple[int, bytes]], stats: PipelineStats) -> Iterator[_Record]:
-    for number, record in numbered:
-        stats.records += 1
-        yield _Record(number, record, record)
-
-
-def _units(
-    records: Iterator[_Record],
-    settings: PipelineSettings,
+def _numbered(
+    read: Iterable[list[bytes]],
+    processing: RecordProcessing | None,
     errors: RecordErrors,
     stats: PipelineStats,
-) -> Iterator[_Unit]:
-    """The batches of the records that passed InputFilter, each with its records.
-
-    The batcher packs the sent bytes exactly as the ordinary pipeline does; the records
-    wait in a queue beside it and are taken a batch at a time, in order.
-    """
-    waiting: deque[_Record] = deque()
-    processing = settings.processing
-
-    def kept() -> Iterator[bytes]:
-        for record in records:
-            if processing is not None and processing.filters_input:
-                filtered = _filtered(record, processing, errors, stats)
-                if filtered is None:
-                    continue
-                record = filtered
-            waiting.append(record)
-            yield record.sent
-
-    separator = record_separator(settings.split_type)
-    batches = batch_blocks(
-        in_blocks(kept()), settings.batch_strategy, settings.max_payload_bytes, separator
-    )
-    for batch in batches:
-        stats.batches += 1
-        records_of_batch = [waiting.popleft() for _ in range(batch.count)]
-        numbered_batch = Batch(batch.payload, records_of_batch[0].number, batch.count)
-        yield _Unit(numbered_batch, records_of_batch)
+) -> Iterator[_Block]:
+    """The blocks as read, numbered, and filtered when InputFilter asks for it."""
+    filtering = processing is not None and processing.filters_input
+    for records in read:
+        first = stats.records + 1
+        stats.records += len(records)
+        numbers = range(first, first + len(records))
+        if not filtering:
+            yield _Block(records, numbers, records)
+            continue
+        assert processing is not None
+        block = _filtered(records, numbers, processing, errors, stats)
+        if block.sent:
+            yield block
 
 
 def _filtered(
-    record: _Record, processing: RecordProcessing, errors: RecordErrors, stats: PipelineStats
-) -> _Record | None:
-    """The record as InputFilter selects it, or None (and an error noted) when it cannot."""
-    try:
-        sent = next(filter_inputs((record.original,), processing))
-    except DataError as exc:
-        exc.record = record.number
-        _note(errors, stats, record, exc)
-        return None
-    return _Record(record.number, record.original, sent)
+    records: list[bytes],
+    numbers: range,
+    processing: RecordProcessing,
+    errors: RecordErrors,
+    stats: PipelineStats,
+) -> _Block:
+    """The records InputFilter applies to, as it selects them; the others are noted."""
+    sent: list[bytes] = []
+    kept: list[int] = []
+    originals: list[bytes] = []
+    for number, original in zip(numbers, records, strict=True):
+        try:
+            sent.append(next(filter_inputs((original,), processing)))
+        except DataError as exc:
+            exc.record = number
+            _note(errors, stats, number, original, exc)
+            continue
+        kept.append(number)
+        originals.append(original)
+    return _Block(sent, kept, originals)
+
+
+def _units(
+    blocks: Iterator[_Block], settings: PipelineSettings, stats: PipelineStats
+) -> Iterator[_Unit]:
+    """The batches of the sent records, each with its records: the batcher packs exactly
+    as the ordinary pipeline does, and the blocks wait beside it until batched."""
+    window = _Window()
+    separator = record_separator(settings.split_type)
+    batches = batch_blocks(
+        window.feed(blocks), settings.batch_strategy, settings.max_payload_bytes, separator
+    )
+    for batch in batches:
+        stats.batches += 1
+        block = window.take(batch.count)
+        yield _Unit(Batch(batch.payload, block.numbers[0], batch.count), block)
+
+
+class _Window:
+    """The blocks given to the batcher and not yet wholly batched. The batcher and the
+    taker run on one thread (the read-ahead), and batches come in order, so each take is
+    the next ``count`` records."""
+
+    def __init__(self) -> None:
+        self.blocks: deque[_Block] = deque()
+        self.offset = 0  # records of blocks[0] already taken
+
+    def feed(self, blocks: Iterable[_Block]) -> Iterator[list[bytes]]:
+        for block in blocks:
+            self.blocks.append(block)
+            yield block.sent
+
+    def take(self, count: int) -> _Block:
+        taken: list[_Block] = []
+        while count:
+            block, start = self.blocks[0], self.offset
+            end = min(start + count, len(block.sent))
+            taken.append(_slice(block, start, end))
+            count -= end - start
+            if end == len(block.sent):
+                self.blocks.popleft()
+                self.offset = 0
+            else:
+                self.offset = end
+        return taken[0] if len(taken) == 1 else _joined(taken)
+
+
+def _slice(block: _Block, start: int, end: int) -> _Block:
+    if start == 0 and end == len(block.sent):
+        return block
+    sent = block.sent[start:end]
+    originals = sent if block.originals is block.sent else block.originals[start:end]
+    return _Block(sent, block.numbers[start:end], originals)
+
+
+def _joined(blocks: list[_Block]) -> _Block:
+    sent = [record for block in blocks for record in block.sent]
+    same = all(block.originals is block.sent for block in blocks)
+    originals = sent if same else [record for block in blocks for record in block.originals]
+    return _Block(sent, [number for block in blocks for number in block.numbers], originals)
 
 
 class _Bisector:
@@ -153,29 +209,25 @@ class _Bisector:
         self.per_record = self.processing is not None and self.processing.processes_output
 
     def run(self, unit: _Unit) -> list[bytes]:
-        return self._attempt(unit.batch, unit.records, self.invoke)
+        return self._attempt(unit.batch, unit.block, self.invoke)
 
-    def _attempt(self, batch: Batch, records: list[_Record], call: Invoke) -> list[bytes]:
+    def _attempt(self, batch: Batch, block: _Block, call: Invoke) -> list[bytes]:
         try:
-            return self._outputs(batch, records, call(batch))
+            return self._outputs(batch, block, call(batch))
         except (ModelError, DataError) as exc:
-            if len(records) == 1:
-                _note(self.errors, self.stats, records[0], exc)
+            if len(block.sent) == 1:
+                _note(self.errors, self.stats, block.numbers[0], block.originals[0], exc)
                 return []
-        middle = len(records) // 2
-        halves = (records[:middle], records[middle:])
-        return [
-            out for half in halves for out in self._attempt(*self._batch(half), self._call(half))
-        ]
+        middle = len(block.sent) // 2
+        outputs: list[bytes] = []
+        for start, end in ((0, middle), (middle, len(block.sent))):
+            half = _slice(block, start, end)
+            payload = self.separator.join(half.sent)
+            call = self.invoke if end - start == 1 else self.probe
+            outputs += self._attempt(Batch(payload, half.numbers[0], end - start), half, call)
+        return outputs
 
-    def _call(self, records: list[_Record]) -> Invoke:
-        return self.invoke if len(records) == 1 else self.probe
-
-    def _batch(self, records: list[_Record]) -> tuple[Batch, list[_Record]]:
-        payload = self.separator.join(record.sent for record in records)
-        return Batch(payload, records[0].number, len(records)), records
-
-    def _outputs(self, batch: Batch, records: list[_Record], response: bytes) -> list[bytes]:
+    def _outputs(self, batch: Batch, block: _Block, response: bytes) -> list[bytes]:
         """The response as it goes to assembly: whole, or one output record per record."""
         if not self.per_record:
             return [response]
@@ -183,13 +235,15 @@ class _Bisector:
         originals = None
         if self.processing.joins:
             originals = OriginalRecords()
-            for _ in originals.remember(record.original for record in records):
+            for _ in originals.remember(block.originals):
                 pass
         return list(process_responses([(batch, response)], self.processing, originals))
 
 
-def _note(errors: RecordErrors, stats: PipelineStats, record: _Record, exc: Exception) -> None:
-    errors.add(record.number, one_line(str(exc)), record.original)
+def _note(
+    errors: RecordErrors, stats: PipelineStats, number: int, original: bytes, exc: Exception
+) -> None:
+    errors.add(number, one_line(str(exc)), original)
     stats.failed_records = errors.count
 
 
