@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import socket
 import sys
 import threading
 import time
@@ -56,6 +57,7 @@ __all__ = ["ADDRESS_VARIABLE", "RayExecutor", "ResourcedFactory"]
 ADDRESS_VARIABLE = "RAY_ADDRESS"
 _POLL_SECONDS = 0.25
 _PROGRESS_SECONDS = 0.5
+_PROBE_SECONDS = 5.0
 _MIB = 1024 * 1024
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 # What an actor's process takes from the controller's environment: the state folder, the
@@ -157,7 +159,11 @@ def _connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        _probe(address)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, TimeoutError, ValueError) as exc:
+            raise ExecutorError(f"cannot join the Ray cluster at {address}: {exc}") from exc
         return False
     ray.init(
         address="local",
@@ -167,6 +173,21 @@ def _connect(ray: Any, address: str | None) -> bool:
         configure_logging=False,
     )
     return True
+
+
+def _probe(address: str) -> None:
+    """Fail at once when nothing answers at a ``host:port`` address: Ray itself keeps
+    retrying for minutes, during which the job could not even be stopped."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # ray://, auto, a name Ray resolves: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=_PROBE_SECONDS).close()
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot join the Ray cluster at {address} (RAY_ADDRESS or --ray-address): "
+            f"nothing answers there ({exc.strerror or exc})"
+        ) from None
 
 
 def _check_fits(ray: Any, shape: ActorShape, factory: WorkerFactory) -> None:

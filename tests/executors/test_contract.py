@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +243,21 @@ def test_an_executor_nobody_knows_fails_the_job_naming_the_setting(
     description = wait_for_end(session, "job-1", timeout=30)
     assert description["TransformJobStatus"] == "Failed"
     assert "BATCHTRANSFORM_EXECUTOR='kubernetes'" in description["FailureReason"]
+
+
+def test_a_ray_address_where_nothing_answers_fails_the_job_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a loopback port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("BATCHTRANSFORM_EXECUTOR", "ray")
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    session = Session()
+    make_model(session, tmp_path, ECHO_HANDLER)
+    start_job(session, tmp_path, {"a.csv": "1\n"})
+
+    description = wait_for_end(session, "job-1", timeout=30)
+    assert description["TransformJobStatus"] == "Failed"
+    reason = description["FailureReason"]
+    assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in reason, reason
