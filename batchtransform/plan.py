@@ -29,6 +29,9 @@ from urllib.parse import urlsplit
 from batchtransform.errors import ValidationError
 from batchtransform.objects import ObjectInfo, output_url
 
+# A whole object up to this size is read in one request, and may be handed to an instance
+# behind another so that its input is fetched while that one runs (``executors.local``).
+SMALL_OBJECT_BYTES = 1024 * 1024
 RANGE_SIZE_ENV = "BATCHTRANSFORM_RANGE_SIZE_MB"
 DEFAULT_RANGE_SIZE_MB = 64.0
 MIB = 1024 * 1024
@@ -65,6 +68,12 @@ class WorkItem:
     def ranged(self) -> bool:
         """Whether this item is one byte range of an object split into several."""
         return self.start is not None
+
+    @property
+    def small(self) -> bool:
+        """Whether this is a whole object small enough to fetch in one request ahead of its
+        turn (``SMALL_OBJECT_BYTES``)."""
+        return self.start is None and self.size <= SMALL_OBJECT_BYTES
 
     @property
     def key(self) -> str:
@@ -144,6 +153,7 @@ def _ranges(whole: WorkItem, range_bytes: int, first_index: int) -> list[WorkIte
         return [whole]
     range_bytes = max(range_bytes, -(-whole.size // MAX_RANGES))
     parts = -(-whole.size // range_bytes)
+    range_bytes = -(-whole.size // parts)  # as many ranges, of even sizes: none left short
     return [
         WorkItem(
             first_index + n,

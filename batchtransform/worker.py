@@ -9,13 +9,16 @@ every batch succeeded.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 from batchtransform import config, logs, objects
 from batchtransform.assembly import part_url
@@ -41,6 +44,7 @@ from batchtransform.executors.base import Report
 from batchtransform.instance import ItemResult
 from batchtransform.model_data import fetch_model_data
 from batchtransform.plan import WorkItem
+from batchtransform.prefetch import Prefetcher
 from batchtransform.runtimes import Runtime, RuntimeContext, create_runtime
 from batchtransform.runtimes.base import DEFAULT_STARTUP_TIMEOUT, STARTUP_TIMEOUT_ENV
 from batchtransform.runtimes.serial import SerialRuntime
@@ -74,6 +78,11 @@ class TransformWorker:
         self._input_url = ""  # the current item's input, and its aligned bytes
         self._span = (0, 0)
         self._record_base: int | None = None  # records before them, once an error asks
+        self.prefetcher = Prefetcher()
+        # Set by an executor that takes futures for results (``executors.local``): a small
+        # object's S3 upload then goes on while the next object is transformed.
+        self.commit_behind = False
+        self._committer: ThreadPoolExecutor | None = None
         # Record errors (opt-in): a bad record is set aside instead of failing its object.
         self.tolerant = limit_from(job.environment) is not None
 
@@ -99,17 +108,21 @@ class TransformWorker:
             processing=self.job.record_processing(),
         )
 
-    def process(self, item: WorkItem, report: Report, reruns: int = _OUTAGE_RERUNS) -> ItemResult:
+    def process(
+        self, item: WorkItem, report: Report, reruns: int = _OUTAGE_RERUNS
+    ) -> ItemResult | Future[ItemResult]:
         """Transform one item. One that a storage outage cut off is run again from its start
         (its partial output discarded), ``reruns`` times at most, before it counts as
-        failed: a stream broken halfway cannot be resumed."""
+        failed: a stream broken halfway cannot be resumed. With ``commit_behind``, a small
+        object's S3 output is uploaded on a thread and its result is a future."""
         stats = PipelineStats()
         reporter = _Throttled(report, stats)
         if self.runtime is not None:  # a call stuck past the timeout ends the instance
             self.runtime.watchdog.arm(item.display, report, self.job.invocation_retries + 1)
         errors = RecordErrors(self.job.split_type in _BINARY_SPLITS) if self.tolerant else None
+        behind = self.commit_behind and item.small and item.output_url.startswith("s3://")
         try:
-            with objects.atomic_writer(part_url(item), self.job.output_kms_key) as output:
+            with self._output(item, behind) as output:
                 chunks = self._chunks(item)
                 records = transform_stream(
                     chunks, self.settings, self._invoke, stats, errors, self._probe
@@ -119,6 +132,8 @@ class TransformWorker:
                     reporter.maybe_send()
                 if errors is not None:  # before the output: an output means its errors are out
                     self._write_errors(item, errors)
+            if behind:
+                return self._commit_later(item, cast(io.BytesIO, output).getvalue(), stats)
             # a range's output is put together by the controller, which stamps it then
             stamp = None if item.ranged else objects.stamp(item.output_url)
         except InstanceLostError:
@@ -137,7 +152,46 @@ class TransformWorker:
             return self._failed(item, stats, f"InternalServerError: {type(exc).__name__}: {exc}")
         return replace(ItemResult(True, None, **_counters(stats)), output_stamp=stamp)
 
+    def _output(self, item: WorkItem, behind: bool) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Where the item's output goes: its object (a range's part), written atomically,
+        or (``behind``) memory, uploaded afterwards by ``_commit_later``."""
+        if behind:
+            return contextlib.nullcontext(cast(BinaryIO, io.BytesIO()))
+        return objects.atomic_writer(part_url(item), self.job.output_kms_key)
+
+    def _commit_later(
+        self, item: WorkItem, data: bytes, stats: PipelineStats
+    ) -> Future[ItemResult]:
+        """Upload a small object's output on a thread of its own; the future's result is
+        the item's, as ``process`` would have returned it."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(4, thread_name_prefix="commit")
+        return self._committer.submit(self._commit, item, data, _counters(stats))
+
+    def _commit(self, item: WorkItem, data: bytes, counters: dict[str, Any]) -> ItemResult:
+        try:
+            with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
+                output.write(data)
+            stamp = objects.stamp(item.output_url)
+        except (StorageError, OSError) as exc:
+            reason = str(exc)
+        except Exception as exc:  # a bug must fail the item, not the instance
+            traceback.print_exc(file=self.model_log)
+            reason = f"InternalServerError: {type(exc).__name__}: {exc}"
+        else:
+            return replace(ItemResult(True, None, **counters), output_stamp=stamp)
+        line = one_line(f"{item.label}: {reason}")
+        self.data_log.write(line)
+        return ItemResult(False, line, **counters)
+
+    def prefetch(self, item: WorkItem) -> None:
+        """Start reading a small item's input before its turn (``executors.local``)."""
+        self.prefetcher.start(item)
+
     def stop(self) -> None:
+        self.prefetcher.close()
+        if self._committer is not None:  # uploads under way finish: their results are out
+            self._committer.shutdown(wait=True)
         if self.runtime is not None:
             self.runtime.stop()
             self.runtime = None
@@ -232,6 +286,11 @@ class TransformWorker:
         self._record_base, self._input_url = None, item.input_url
         if item.start is None or item.end is None:
             self._span = (0, item.size)
+            fetched = self.prefetcher.chunks(item)
+            if fetched is not None:
+                return fetched
+            if item.small:  # one request, without first asking the store for its size
+                return _whole(item.input_url)
             return objects.iter_chunks(item.input_url)
         split = self.job.split_type
         self._span = ranges.aligned_span(item.input_url, item.size, item.start, item.end, split)
@@ -258,6 +317,13 @@ class TransformWorker:
         line = one_line(f"{item.label}: {reason}")
         self.data_log.write(line)
         return ItemResult(False, line, **_counters(stats))
+
+
+def _whole(url: str) -> Iterator[bytes]:
+    """A small object's bytes, read in one request when the pipeline first asks."""
+    data = objects.read_bytes(url)
+    if data:
+        yield data
 
 
 def _runtime_for(contexts: list[RuntimeContext]) -> Runtime:

@@ -19,7 +19,8 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     scenarios = results.read_text().split("| target |")[0]
     rows = [line for line in scenarios.splitlines() if line.startswith("| (")]
     names = [row.split("|")[1].strip() for row in rows]
-    expected = ["(a)", "(b)", "(b1)", "(c)", "(d)", "(e)", "(e)", "(e)", "(e)", "(f)", "(g)"]
+    expected = ["(a)", "(b)", "(b0)", "(b/10)", "(b1)", "(c)", "(d)", "(e)", "(e)", "(e)", "(e)"]
+    expected += ["(f)", "(g)", "(j)", "(k0)", "(k)"]
     assert [name.split()[0] for name in names] == expected
     measured = [row for row in rows if "not installed" not in row]
     for row in measured:

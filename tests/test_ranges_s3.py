@@ -1,16 +1,26 @@
-"""Putting ranges' parts together on real S3 servers (moto and SeaweedFS): parts copied by
-the server, small ones joined with their neighbours to respect the 5 MiB minimum part."""
+"""On real S3 servers (moto and SeaweedFS): ranges' parts put together, copied by the
+server and small ones joined with their neighbours to respect the 5 MiB minimum part; and
+many small objects, handed out several to an instance."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from documents import job_request
-from models import ECHO_HANDLER, echoed
+from models import ECHO_HANDLER, SLOW_HANDLER, echoed
 from s3servers import S3Server
-from test_end_to_end import make_model, wait_for
+from test_end_to_end import (
+    instance_pids,
+    make_model,
+    records_done,
+    wait_for,
+    wait_until,
+)
 
 from batchtransform import Session, objects
 
@@ -90,3 +100,63 @@ def test_a_ranged_job_on_s3(s3: S3Server, s3_bucket: str, tmp_path: Path) -> Non
     body = s3.client().get_object(Bucket=s3_bucket, Key="out/a.csv.out")["Body"].read()
     assert body == echoed(content)
     assert _uploads(s3, s3_bucket) == []
+
+
+def test_many_small_objects_on_s3(
+    seaweed_s3: S3Server, s3_env: Any, new_bucket: Any, tmp_path: Path
+) -> None:
+    """Small objects go out several to an instance, read ahead and uploaded behind."""
+    s3 = s3_env(seaweed_s3)
+    s3_bucket = new_bucket(s3)
+    client = s3.client()
+    contents = {f"in/{n:03d}.csv": f"{n},1\n{n},2\n" for n in range(24)}
+    for key, text in contents.items():
+        client.put_object(Bucket=s3_bucket, Key=key, Body=text.encode())
+    session = Session()
+    make_model(session, tmp_path, ECHO_HANDLER)
+    request = job_request(
+        input_uri=f"s3://{s3_bucket}/in/",
+        output_path=f"s3://{s3_bucket}/out/",
+        TransformResources={"InstanceCount": 2},
+    )
+    session.create_transform_job(**request)
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    assert description["Progress"]["ObjectsCompleted"] == 24
+    for key, text in contents.items():
+        out = key.replace("in/", "out/") + ".out"
+        assert client.get_object(Bucket=s3_bucket, Key=out)["Body"].read() == echoed(text)
+    assert len(_keys(s3, s3_bucket)) == 48
+    assert _uploads(s3, s3_bucket) == []
+
+
+def test_a_killed_instance_holding_small_objects(
+    moto_s3: S3Server, s3_env: Any, new_bucket: Any, tmp_path: Path
+) -> None:
+    """The objects an instance held beyond its current one go back to the queue when it
+    dies, and run elsewhere: every output exact, none missing."""
+    server = s3_env(moto_s3)
+    bucket = new_bucket(server)
+    client = server.client()
+    contents = {f"in/{n:02d}.csv": "".join(f"{n}-{r}\n" for r in range(2)) for n in range(12)}
+    for key, text in contents.items():
+        client.put_object(Bucket=bucket, Key=key, Body=text.encode())
+    session = Session()
+    make_model(session, tmp_path, SLOW_HANDLER)
+    request = job_request(
+        input_uri=f"s3://{bucket}/in/",
+        output_path=f"s3://{bucket}/out/",
+        BatchStrategy="SingleRecord",
+        TransformResources={"InstanceCount": 2},
+    )
+    session.create_transform_job(**request)
+    wait_until(lambda: records_done(session) > 2)
+    pid = session.service.store.get_job("job-1").controller_pid  # type: ignore[union-attr]
+    os.kill(instance_pids(pid)[0], signal.SIGKILL)
+
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+    for key, text in contents.items():
+        out = key.replace("in/", "out/") + ".out"
+        assert client.get_object(Bucket=bucket, Key=out)["Body"].read() == echoed(text)
+    assert _uploads(server, bucket) == []

@@ -2,9 +2,13 @@
 
 Each instance is a ``spawn``-ed process (a clean interpreter, as a real instance is) talking
 to the executor over its own pipe. Items are handed out one at a time to whichever instance
-asks, so a slow file never holds up the others. A pipe per instance, rather than one shared
-queue, means an instance killed mid-item cannot corrupt anyone else's channel, and the
-executor always knows which item it held.
+asks, so a slow file never holds up the others; small objects (``WorkItem.small``) go out
+up to four at a time while enough are left for every instance, so that the instance
+fetches the next inputs and uploads the last outputs while it works on one, and never
+waits on this process between objects; it reports their results in the order they came.
+A pipe per instance, rather than one shared queue, means an instance killed mid-item
+cannot corrupt anyone else's channel, and the executor always knows which items it held
+(one sent ahead goes back to the queue, no try spent, if its instance dies).
 
 Death: an instance's pipe and its process handle both report its end, often in the same
 ``wait``; the executor acts on the instance object it still holds, so each death is handled
@@ -29,12 +33,14 @@ import contextlib
 import copy
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -70,6 +76,9 @@ MAX_ATTEMPTS = 3
 # How long an instance whose controller is gone has to stop its model after SIGTERM before
 # it ends itself outright (a handler stuck in native code never sees the SIGTERM).
 _ORPHAN_GRACE_SECONDS = 10.0
+# Small objects an instance holds beyond the one it works on: their inputs are fetched and
+# their outputs uploaded meanwhile (``prefetch``, ``TransformWorker.commit_behind``).
+_SMALL_AHEAD = 3
 _LOST_EXIT_CODE = 70  # an instance that abandoned its item (its reason came on the pipe)
 
 
@@ -81,6 +90,7 @@ class _Instance:
     conn: Connection
     item: Any = None
     attempts: int = 0
+    ahead: deque[tuple[Any, int]] = field(default_factory=deque)  # sent, not yet begun
     closing: bool = False  # told to exit, or failed to start: its exit is expected
     lost: tuple[str, int | None] | None = None  # the instance's own reason for leaving
     pipe_closed: bool = False
@@ -211,19 +221,36 @@ class _Run:
         elif kind == "done":
             item, instance.item = instance.item, None
             self.on_event(Event(EventKind.ITEM_DONE, instance.index, item, detail))
+            if instance.ahead:  # the instance goes straight on with those it was sent
+                instance.item, instance.attempts = instance.ahead.popleft()
             self._dispatch(instance)
         elif kind == "lost":
             reason, attempts = detail
             instance.lost = (str(reason), attempts)
 
     def _dispatch(self, instance: _Instance) -> None:
-        if not self.pending:
-            instance.closing = True
-            _send(instance.conn, None)
-            return
-        instance.item, instance.attempts = self.pending.popleft()
-        self.on_event(Event(EventKind.ITEM_STARTED, instance.index, instance.item))
-        _send(instance.conn, instance.item)
+        """Give an instance its next item if it has none and, while it and the next ones
+        are small objects and enough are left for every other instance, up to
+        ``_SMALL_AHEAD`` more: the instance fetches their inputs
+        and commits their outputs while it works on others, and never waits for this
+        process between them. Each counts as started when it is sent, since the instance
+        may begin it at once; their results come back in the order they were sent."""
+        if instance.item is None:
+            if not self.pending:
+                instance.closing = True
+                _send(instance.conn, None)
+                return
+            instance.item, instance.attempts = self.pending.popleft()
+            self.on_event(Event(EventKind.ITEM_STARTED, instance.index, instance.item))
+            _send(instance.conn, instance.item)
+        while (
+            len(instance.ahead) < _SMALL_AHEAD
+            and len(self.pending) > len(self.instances)  # enough left for the others too
+            and _small(instance.item, self.pending[0][0])
+        ):
+            instance.ahead.append(self.pending.popleft())
+            self.on_event(Event(EventKind.ITEM_STARTED, instance.index, instance.ahead[-1][0]))
+            _send(instance.conn, instance.ahead[-1][0])
 
     def _reap(self, instance: _Instance) -> None:
         """Handle an instance's end, exactly once: it is no longer in ``instances`` after."""
@@ -236,6 +263,7 @@ class _Run:
             return
         reason, attempts = instance.lost or (_exit_reason(instance.process.exitcode), None)
         self.on_event(Event(EventKind.INSTANCE_LOST, instance.index, instance.item, reason))
+        self.pending.extendleft(reversed(instance.ahead))  # never begun: no try spent
         if instance.item is not None:
             self._requeue(instance, reason, attempts)
         if self.pending and self.replacements > 0:
@@ -287,6 +315,12 @@ def _instance_environment(slot_environment: Mapping[str, str]) -> Iterator[None]
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _small(*items: Any) -> bool:
+    """Whether the items say they are small enough to be handed out one behind another
+    (``plan.WorkItem.small``); items that do not say are not."""
+    return all(getattr(item, "small", False) for item in items)
 
 
 def _exited(process: BaseProcess, timeout: float | None = 0.0) -> bool:
@@ -356,16 +390,77 @@ def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads
         channel.send("start_failed", _describe(exc))
         return
     channel.send("ready", None)
+    results = _Results(channel)
+    if hasattr(worker, "commit_behind"):
+        worker.commit_behind = True  # its results may be futures: _Results sends them in turn
     try:
-        while (item := conn.recv()) is not None:
-            channel.send("done", worker.process(item, channel))
+        for item in _items(conn, worker):
+            results.add(worker.process(item, channel))
+        results.finish()
     except EOFError:
         pass  # the executor went away
     except InstanceLostError as exc:
+        results.finish()
         channel.send("lost", (exc.message, exc.attempts))
     finally:
         worker.stop()
     _leave()
+
+
+class _Results:
+    """Sends each item's result, in the order the items came, as it is ready: a worker's
+    result may be a future (an upload still under way) while it goes on with the next
+    item. At most ``_SMALL_AHEAD`` + 1 wait, which the executor's dispatch bounds anyway."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self.channel = channel
+        self.waiting: queue.Queue[Any] = queue.Queue(maxsize=_SMALL_AHEAD + 1)
+        self.thread = threading.Thread(target=self._send, name="results", daemon=True)
+        self.thread.start()
+
+    def add(self, result: Any) -> None:
+        self.waiting.put(result)
+
+    def finish(self) -> None:
+        """Wait until every result so far is sent."""
+        self.waiting.put(_FINISHED)
+        self.thread.join()
+
+    def _send(self) -> None:
+        while (result := self.waiting.get()) is not _FINISHED:
+            if isinstance(result, Future):
+                result = result.result()
+            with contextlib.suppress(OSError):  # the executor is gone
+                self.channel.send("done", result)
+
+
+_FINISHED = object()
+
+
+def _items(conn: Connection, worker: Any) -> Iterator[Any]:
+    """The items the executor sends, in order, until it sends None (EOFError if it goes
+    away). A thread receives them, so that one sent ahead of its turn (``_Run._dispatch``)
+    reaches the worker's ``prefetch``, if it has one, while the current one runs."""
+    arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    prefetch = getattr(worker, "prefetch", None)
+
+    def receive() -> None:
+        try:
+            while (item := conn.recv()) is not None:
+                if prefetch is not None:
+                    with contextlib.suppress(Exception):  # only a head start: never fatal
+                        prefetch(item)
+                arrived.put(item)
+        except (EOFError, OSError):
+            arrived.put(EOFError)
+            return
+        arrived.put(None)
+
+    threading.Thread(target=receive, name="items", daemon=True).start()
+    while (item := arrived.get()) is not None:
+        if item is EOFError:
+            raise EOFError
+        yield item
 
 
 def _leave() -> None:

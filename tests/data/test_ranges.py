@@ -90,13 +90,14 @@ def test_plan_splits_large_objects_into_ranges() -> None:
     ]
     items = plan_items(objects, "/out", range_bytes=100)
     assert [(i.index, i.start, i.end, i.part, i.parts) for i in items] == [
-        (0, 0, 100, 1, 3),
-        (1, 100, 200, 2, 3),
-        (2, 200, 250, 3, 3),
+        (0, 0, 84, 1, 3),  # three ranges of at most 100 bytes, of even sizes
+        (1, 84, 168, 2, 3),
+        (2, 168, 250, 3, 3),
         (3, None, None, 1, 1),
     ]
     assert {i.output_url for i in items[:3]} == {"/out/a.csv.out"}
-    assert [i.key for i in items] == ["a.csv#0-100", "a.csv#100-200", "a.csv#200-250", "b.csv"]
+    assert [i.key for i in items] == ["a.csv#0-84", "a.csv#84-168", "a.csv#168-250", "b.csv"]
+    assert [i.small for i in items] == [False, False, False, True]
 
 
 def test_range_size_setting(monkeypatch: pytest.MonkeyPatch) -> None:
