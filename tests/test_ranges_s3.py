@@ -160,3 +160,32 @@ def test_a_killed_instance_holding_small_objects(
         out = key.replace("in/", "out/") + ".out"
         assert client.get_object(Bucket=bucket, Key=out)["Body"].read() == echoed(text)
     assert _uploads(server, bucket) == []
+
+
+def test_a_stopped_ranged_job_leaves_nothing_on_s3(
+    moto_s3: S3Server, s3_env: Any, new_bucket: Any, tmp_path: Path
+) -> None:
+    """Parts written, parts under way, parts not begun: after the stop, nothing of the
+    object is left under the output prefix, and no upload is open."""
+    server = s3_env(moto_s3)
+    bucket = new_bucket(server)
+    client = server.client()
+    content = "".join(f"{n:04d}\n" for n in range(300))
+    client.put_object(Bucket=bucket, Key="in/big.csv", Body=content.encode())
+    session = Session()
+    make_model(session, tmp_path, SLOW_HANDLER)
+    request = job_request(
+        input_uri=f"s3://{bucket}/in/",
+        output_path=f"s3://{bucket}/out/",
+        BatchStrategy="SingleRecord",
+        Environment={"BATCHTRANSFORM_RANGE_SIZE_MB": "0.0002"},  # 10 records a range
+        TransformResources={"InstanceCount": 2},
+    )
+    session.create_transform_job(**request)
+    wait_until(lambda: records_done(session) > 25)  # some parts written, others under way
+    session.stop_transform_job(TransformJobName="job-1")
+    description = wait_for(session, "job-1")
+    assert description["TransformJobStatus"] == "Stopped"
+    assert description["Progress"]["ObjectsCompleted"] == 0
+    assert _keys(server, bucket) == ["in/big.csv"]
+    assert _uploads(server, bucket) == []
