@@ -162,13 +162,21 @@ def targets(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+MEMORY_BOUND = 1.25
+
+
 def _memory_target(full: Result | None, tenth: Result | None) -> str | None:
-    """Peak memory per instance flat in the object's size: (b)'s peak against (b/10)'s."""
+    """Peak memory per instance flat in the object's size: (b)'s peak against (b/10)'s.
+
+    Not 1.0: an instance keeps up to 64 MiB of freed mini-batch blocks for reuse (the malloc
+    settings of ``executors.local``) and a read-ahead payload, which a tenth of the rows
+    may not fill; what must not happen is growth with the object, ten times the rows."""
     if full is None or tenth is None or not full.measurement or not tenth.measurement:
         return None
     value = full.measurement.peak_rss_mib / max(tenth.measurement.peak_rss_mib, 1.0)
-    met = "yes" if value <= 1.1 else "no"
-    return f"| peak memory, (b) / (b/10): flat in the object's size | ≤ 1.1 | {value:.2f} | {met} |"
+    met = "yes" if value <= MEMORY_BOUND else "no"
+    label = "peak memory, (b) / (b/10): flat in the object's size"
+    return f"| {label} | ≤ {MEMORY_BOUND:g} | {value:.2f} | {met} |"
 
 
 def table(results: list[Result]) -> str:
