@@ -130,6 +130,7 @@ def test_many_small_objects_on_s3(
     assert _uploads(s3, s3_bucket) == []
 
 
+@pytest.mark.slow  # 12 s of a slow model: make test-slow (and CI) runs it
 def test_a_killed_instance_holding_small_objects(
     moto_s3: S3Server, s3_env: Any, new_bucket: Any, tmp_path: Path
 ) -> None:
