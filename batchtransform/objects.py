@@ -32,7 +32,6 @@ import glob
 import io
 import os
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ import fsspec
 
 from batchtransform import outages
 from batchtransform.errors import StorageError
+from batchtransform.local_files import concatenate_files
 from batchtransform.s3_transfer import (
     FILE_READ_OPTIONS,
     S3_PART_SIZE,
@@ -469,7 +469,7 @@ def concatenate(url: str, sources: list[str], kms_key_id: str | None = None) -> 
             sizes = [_size(fs, source, path) for source, path in zip(sources, paths, strict=True)]
             concatenate_objects(fs, url, path, list(zip(paths, sizes, strict=True)), kms_key_id)
         elif _is_local(fs):
-            _concatenate_files(url, path, paths)
+            concatenate_files(path, paths)
         else:
             with atomic_writer(url) as stream:
                 for source in sources:
@@ -485,39 +485,6 @@ def concatenate(url: str, sources: list[str], kms_key_id: str | None = None) -> 
 
 def _size(fs: Any, url: str, path: str) -> int:
     return int(_retried(fs, lambda: fs.size(path), f"read {url}"))
-
-
-def _concatenate_files(url: str, path: str, sources: list[str]) -> None:
-    """The local case of ``concatenate``: the first file grows into the output, so only
-    the others are copied. Until the rename the output is a ``.partial`` sibling, which
-    ``remove_partials`` clears if this process dies."""
-    directory, name = os.path.split(path)
-    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.partial")
-    os.rename(sources[0], temporary)
-    try:
-        with open(temporary, "r+b", buffering=0) as output:
-            output.seek(0, os.SEEK_END)
-            for source in sources[1:]:
-                with open(source, "rb", buffering=0) as part:
-                    _copy_file(part, output)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def _copy_file(source: BinaryIO, target: BinaryIO) -> None:
-    """Append ``source`` to ``target``, in the kernel where it can (``copy_file_range``)."""
-    target.flush()
-    copied = 0
-    try:
-        while count := os.copy_file_range(source.fileno(), target.fileno(), 1 << 30):
-            copied += count
-    except OSError:  # a filesystem without it: through user space
-        if copied:
-            raise
-        shutil.copyfileobj(source, target, 1 << 20)
 
 
 def delete(url: str) -> bool:
