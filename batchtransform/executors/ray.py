@@ -323,6 +323,15 @@ class _RayRun:
         actor.item, actor.attempts = self.pending.popleft()
         self.on_event(Event(EventKind.ITEM_STARTED, actor.index, actor.item))
         actor.call = actor.handle.process.remote(actor.item)
+        if not self.pending:
+            self._forget_unstarted()
+
+    def _forget_unstarted(self) -> None:
+        """Every item is taken: actors still starting (or waiting for the cluster's room)
+        would only load the model to find nothing left, so they go now. A later death puts
+        an item back, and a replacement is started for it then."""
+        for waiting in [a for a in self.actors.values() if not a.ready]:
+            self._forget(waiting)
 
     def _lost(self, actor: _Actor, reason: str, allowed: int | None) -> None:
         """An actor's end other than a clean finish: reported once, its item run again."""

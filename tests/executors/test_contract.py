@@ -35,7 +35,7 @@ from models import ECHO_HANDLER, POISON_HANDLER, SLOW_HANDLER, echoed
 from raycluster import RayCluster, running_cluster
 
 from batchtransform import Session, config
-from batchtransform.logs import DATA_LOG_SUFFIX, MODEL_LOG_SUFFIX
+from batchtransform.logs import DATA_LOG_SUFFIX, MODEL_LOG_SUFFIX, logs_dir
 
 FILES = {f"f{i}.csv": "".join(f"{i}-{n}\n" for n in range(5)) for i in range(5)}
 FILES["tail.csv"] = "no newline at the end"
@@ -66,6 +66,20 @@ def ray_sessions(request: pytest.FixtureRequest, executor: str) -> list[int]:
     return cluster.sessions
 
 
+def ready_instances(executor: str) -> list[int]:
+    """The numbers of the instances that started their model: on Ray, as the controller
+    log names them; locally, every instance (all start before the first file is done)."""
+    if executor == "local":
+        return [int(p.name.split("-")[1]) for p in logs_dir("job-1").glob("*.data-log")]
+    lines = controller_log().splitlines()
+    return [int(line.split()[1]) for line in lines if "runs on Ray node" in line]
+
+
+def instance_stream(number: int, suffix: str) -> str:
+    (path,) = logs_dir("job-1").glob(f"instance-{number}-*{suffix}")
+    return path.read_text()
+
+
 class TestExecutorContract:
     def test_outputs_are_byte_exact_and_logs_reach_the_streams(
         self, executor: str, tmp_path: Path, batchtransform_home: Path, ray_sessions: list[int]
@@ -78,11 +92,13 @@ class TestExecutorContract:
         assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
         assert outputs(tmp_path / "out") == {f"{k}.out": echoed(v) for k, v in FILES.items()}
         assert description["Progress"]["ObjectsCompleted"] == len(FILES)
-        model_logs = stream_texts(MODEL_LOG_SUFFIX)
-        assert len(model_logs) == 2 and all("model loaded in" in t for t in model_logs)
-        data_logs = stream_texts(DATA_LOG_SUFFIX)
-        assert len(data_logs) == 2 and all("MaxPayloadInMB" in t for t in data_logs)
-        assert (controller_log().count("runs on Ray node") == 2) == (executor == "ray")
+        # Every instance that started has both streams, with its lines. On Ray an actor
+        # still starting when the last file is taken is ended instead of kept for nothing.
+        started = ready_instances(executor)
+        assert len(started) == 2 if executor == "local" else 1 <= len(started) <= 2
+        for number in started:
+            assert "model loaded in" in instance_stream(number, MODEL_LOG_SUFFIX)
+            assert "MaxPayloadInMB" in instance_stream(number, DATA_LOG_SUFFIX)
         fetched = list((config.job_dir("job-1") / "model-cache").glob("*.complete"))
         assert len(fetched) == (1 if executor == "ray" else 0), "once per node on Ray"
         assert_no_process_left(batchtransform_home, ray_sessions)
@@ -137,7 +153,9 @@ class TestExecutorContract:
         lost = [line for line in controller_log().splitlines() if line.startswith("instance ")]
         deaths = [line for line in lost if ": " in line and "runs on Ray node" not in line]
         assert len(deaths) == 1, lost
-        assert len(stream_texts(DATA_LOG_SUFFIX)) == 3, "two instances and one replacement"
+        # two instances and one replacement; on Ray the second may not have started in time
+        streams = len(stream_texts(DATA_LOG_SUFFIX))
+        assert streams == 3 if executor == "local" else 2 <= streams <= 3
         assert_no_process_left(batchtransform_home, ray_sessions)
 
 
