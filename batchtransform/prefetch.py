@@ -1,10 +1,10 @@
 """Inputs of small objects fetched ahead of their turn, while the instance works on another.
 
 Per object, a job over many small objects pays a store round trip to read each input and
-another to write each output. The executor hands an instance its next small object while
-the current one runs (``executors.local``); the worker gives it to ``Prefetcher.start``,
-which reads it whole on a thread of its own, so that when its turn comes its bytes are
-there. What a fetch raises (a missing object, a store failure) is raised where the worker
+another to write each output. The executor hands an instance its next small objects while
+the current one runs (``executors.local``); the worker gives each to ``Prefetcher.start``,
+which reads it whole on a thread (a few at once), so that when its turn comes its bytes
+are there. What a fetch raises (a missing object, a store failure) is raised where the worker
 takes the bytes, as reading there would have.
 """
 
@@ -20,8 +20,13 @@ from batchtransform.plan import WorkItem
 __all__ = ["Prefetcher"]
 
 
+# Reads under way at once: as many as the objects an instance holds (``executors.local``),
+# so that each store round trip overlaps the others instead of queueing behind them.
+_THREADS = 4
+
+
 class Prefetcher:
-    """Whole small inputs read in the background, one thread's worth at a time."""
+    """Whole small inputs read in the background, several at a time."""
 
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
@@ -34,7 +39,7 @@ class Prefetcher:
             return
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+                self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="prefetch")
             key = (item.index, item.input_url)
             if key not in self._fetched:
                 self._fetched[key] = self._pool.submit(objects.read_bytes, item.input_url)
