@@ -135,7 +135,7 @@ class TransformWorker:
             if behind:
                 return self._commit_later(item, cast(io.BytesIO, output).getvalue(), stats)
             # a range's output is put together by the controller, which stamps it then
-            stamp = None if item.ranged else objects.stamp(item.output_url)
+            stamp = None if item.ranged else self._stamp(item, output)
         except InstanceLostError:
             raise  # not the file's doing: the executor runs it elsewhere
         except StorageError as exc:
@@ -172,7 +172,7 @@ class TransformWorker:
         try:
             with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
                 output.write(data)
-            stamp = objects.stamp(item.output_url)
+            stamp = self._stamp(item, output)
         except (StorageError, OSError) as exc:
             reason = str(exc)
         except Exception as exc:  # a bug must fail the item, not the instance
@@ -262,6 +262,11 @@ class TransformWorker:
             url = errors_part_url(url, item.part, item.parts)
         objects.write_bytes(url, errors.jsonl())
         self.data_log.write(f"{item.display}: {errors.count} records failed; see {url}")
+
+    def _stamp(self, item: WorkItem, output: BinaryIO) -> str | None:
+        """The committed output's size and ETag or mtime, for resume: from the commit's own
+        answer where there is one, else from the store."""
+        return objects.committed_stamp(output) or objects.stamp(item.output_url)
 
     def _probe(self, batch: Batch) -> bytes:
         """One attempt, no retries: for the halves of a failing batch (record errors)."""
