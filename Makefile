@@ -47,11 +47,11 @@ demo: $(STAMP)
 	BATCHTRANSFORM_HOME=$(CURDIR)/.demo/home $(BIN)/python examples/demo/run_demo.py $(CURDIR)/.demo
 
 test: $(STAMP) $(CLIENTS_STAMP) postgres-server
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" --durations=15
 
 # The long fault cases, which CI runs as well.
 test-slow: $(STAMP) postgres-server
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m slow --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
