@@ -540,14 +540,9 @@ def stamp(url: str) -> str | None:
     A resumed job compares the stamp taken when an output was committed with the stamp
     now, and redoes the work whose output was changed or removed since.
     """
-    fs, path = _filesystem(url)
-    try:
-        fs.invalidate_cache(path)
-        info = _retried(fs, lambda: fs.info(path), f"read {url}")
-    except FileNotFoundError:
+    info = _fresh_info(url)
+    if info is None:
         return None
-    except STORE_FAILURES as exc:
-        raise _storage_error("read", url, exc) from exc
     version = info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""
     if hasattr(version, "timestamp"):
         version = version.timestamp()
@@ -560,15 +555,23 @@ def modified_time(url: str) -> float | None:
     S3 gives whole seconds (and, for a multipart upload, the time it was started), so a
     caller comparing times should allow a second or two.
     """
-    fs, path = _filesystem(url)
-    try:
-        fs.invalidate_cache(path)
-        info = _retried(fs, lambda: fs.info(path), f"read {url}")
-    except FileNotFoundError:
+    info = _fresh_info(url)
+    if info is None:
         return None
-    except STORE_FAILURES as exc:
-        raise _storage_error("read", url, exc) from exc
     when = info.get("LastModified", info.get("mtime", info.get("created")))
     if when is None:
         return None
     return when.timestamp() if hasattr(when, "timestamp") else float(when)
+
+
+def _fresh_info(url: str) -> dict[str, Any] | None:
+    """The object's metadata as the store has it now (no cached listing), or None."""
+    fs, path = _filesystem(url)
+    try:
+        fs.invalidate_cache(path)
+        info: dict[str, Any] = _retried(fs, lambda: fs.info(path), f"read {url}")
+    except FileNotFoundError:
+        return None
+    except STORE_FAILURES as exc:
+        raise _storage_error("read", url, exc) from exc
+    return info

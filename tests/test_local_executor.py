@@ -10,8 +10,7 @@ from pathlib import Path
 
 from batchtransform.errors import InstanceLostError
 from batchtransform.executors import Event, EventKind, LocalExecutor
-from batchtransform.executors.base import Report
-from batchtransform.executors.local import MAX_ATTEMPTS
+from batchtransform.executors.base import MAX_ATTEMPTS, Report
 
 
 @dataclass(frozen=True)

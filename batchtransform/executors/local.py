@@ -49,12 +49,14 @@ from typing import Any, NoReturn
 from batchtransform.errors import BatchTransformError, InstanceLostError
 from batchtransform.executors import sessions
 from batchtransform.executors.base import (
+    OPENBLAS_SPIN,
     SPIN_VARIABLE,
     THREAD_VARIABLES,
     Event,
     EventKind,
     Executor,
     WorkerFactory,
+    retry_or_lose,
 )
 
 _POLL_SECONDS = 0.25
@@ -64,15 +66,6 @@ _POLL_SECONDS = 0.25
 # payload took 4.2 ms instead of 1.0 ms, and the instance's pipeline ran 10 % slower.
 # Instances keep blocks up to 32 MiB (glibc's ceiling) and 64 MiB of free heap for reuse.
 _MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=67108864"
-# OpenBLAS threads spin for 2**28 cycles (about 0.1 s) after every call by default, and
-# took the core that the read-ahead thread and the model's own GIL-free work needed: a
-# 1 GB job ran at 95 % of two cores in 11.1-11.7 s, and in 10.1-10.3 s at 60 % with spins
-# of 2**20 cycles (well under a millisecond), which keeps back-to-back calls as fast.
-_OPENBLAS_SPIN = "20"
-# An item whose instance dies runs again elsewhere, up to this many tries in all. A death
-# is not always the file's doing (an instance killed from outside, a machine's memory
-# pressure), so one unlucky retry does not charge the file; three deaths in a row do.
-MAX_ATTEMPTS = 3
 # How long an instance whose controller is gone has to stop its model after SIGTERM before
 # it ends itself outright (a handler stuck in native code never sees the SIGTERM).
 _ORPHAN_GRACE_SECONDS = 10.0
@@ -272,13 +265,9 @@ class _Run:
 
     def _requeue(self, instance: _Instance, reason: str, allowed: int | None) -> None:
         tries = instance.attempts + 1
-        limit = MAX_ATTEMPTS if allowed is None else max(1, min(allowed, MAX_ATTEMPTS))
-        if tries < limit:
-            self.pending.appendleft((instance.item, tries))
-            return
-        said = "once" if tries == 1 else f"{tries} times"
-        detail = f"{reason} (tried {said})"
-        self.on_event(Event(EventKind.ITEM_LOST, instance.index, instance.item, detail))
+        detail = retry_or_lose(self.pending, instance.item, tries, allowed, reason)
+        if detail is not None:
+            self.on_event(Event(EventKind.ITEM_LOST, instance.index, instance.item, detail))
 
     def shutdown(self) -> None:
         """Stop every instance still running: SIGTERM (they discard partial work), then kill;
@@ -379,7 +368,7 @@ def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads
     sessions.lead_session()  # what the model starts stays in it, to be swept after us
     for name in THREAD_VARIABLES:  # instances share the cores, unless told otherwise
         os.environ.setdefault(name, str(threads))
-    os.environ.setdefault(SPIN_VARIABLE, _OPENBLAS_SPIN)
+    os.environ.setdefault(SPIN_VARIABLE, OPENBLAS_SPIN)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _exit_with_parent()
     channel = _Channel(conn)

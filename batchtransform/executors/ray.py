@@ -41,6 +41,7 @@ from typing import Any, NoReturn, Protocol, runtime_checkable
 from batchtransform import config
 from batchtransform.errors import BatchTransformError, ExecutorError, InstanceLostError
 from batchtransform.executors.base import (
+    OPENBLAS_SPIN,
     SPIN_VARIABLE,
     THREAD_VARIABLES,
     Event,
@@ -48,8 +49,8 @@ from batchtransform.executors.base import (
     Executor,
     Worker,
     WorkerFactory,
+    retry_or_lose,
 )
-from batchtransform.executors.local import _OPENBLAS_SPIN, MAX_ATTEMPTS
 from batchtransform.instance_types import InstanceResources
 
 __all__ = ["ADDRESS_VARIABLE", "RayExecutor", "ResourcedFactory"]
@@ -345,13 +346,9 @@ class _RayRun:
 
     def _requeue(self, actor: _Actor, reason: str, allowed: int | None) -> None:
         tries = actor.attempts + 1
-        limit = MAX_ATTEMPTS if allowed is None else max(1, min(allowed, MAX_ATTEMPTS))
-        if tries < limit:
-            self.pending.appendleft((actor.item, tries))
-            return
-        said = "once" if tries == 1 else f"{tries} times"
-        detail = f"{reason} (tried {said})"
-        self.on_event(Event(EventKind.ITEM_LOST, actor.index, actor.item, detail))
+        detail = retry_or_lose(self.pending, actor.item, tries, allowed, reason)
+        if detail is not None:
+            self.on_event(Event(EventKind.ITEM_LOST, actor.index, actor.item, detail))
 
     def _forget(self, actor: _Actor) -> None:
         """Take the actor out of the run and end it; a finished worker is stopped first."""
@@ -382,7 +379,7 @@ def _actor_environment(shape: ActorShape) -> dict[str, str]:
     threads = str(max(1, int(shape.num_cpus)))
     for name in THREAD_VARIABLES:
         passed[name] = os.environ.get(name, threads)
-    passed[SPIN_VARIABLE] = os.environ.get(SPIN_VARIABLE, _OPENBLAS_SPIN)
+    passed[SPIN_VARIABLE] = os.environ.get(SPIN_VARIABLE, OPENBLAS_SPIN)
     return passed
 
 

@@ -20,7 +20,7 @@ from runtimes.model_server import write_launcher
 from test_end_to_end import instance_pids, make_model, outputs, records_done, write_inputs
 
 from batchtransform import Session, config
-from batchtransform.executors.local import MAX_ATTEMPTS
+from batchtransform.executors.base import MAX_ATTEMPTS
 from batchtransform.logs import logs_dir
 
 
