@@ -13,19 +13,19 @@ CLIENTS_STAMP := $(CLIENTS)/.installed
 # torch comes first from a CPU-only wheel in pip's find-links when one is there (the
 # registry's default Linux wheel brings several GB of CUDA libraries), else from the
 # registry with the [huggingface] extra; its own dependencies come with the extra.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-index --no-deps torch 2>/dev/null || true
-	$(BIN)/pip install --quiet -e '.[dev,huggingface,postgres,ray]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,huggingface,postgres,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-$(CLIENTS_STAMP):
+$(CLIENTS_STAMP): constraints-clients.txt
 	$(PYTHON) -m venv $(CLIENTS)
 	$(CLIENTS)/bin/pip install --quiet --upgrade pip
-	$(CLIENTS)/bin/pip install --quiet 'sagemaker>=2,<3' 'awscli>=1,<2'
+	$(CLIENTS)/bin/pip install --quiet -c constraints-clients.txt 'sagemaker>=2,<3' 'awscli>=1,<2'
 	touch $(CLIENTS_STAMP)
 
 clients: $(CLIENTS_STAMP)
