@@ -23,6 +23,22 @@ def home() -> Path:
     return path.resolve()
 
 
+def seconds(name: str, default: float, *, zero_allowed: bool) -> float:
+    """A duration setting from the environment, ``default`` when unset. Raises ValueError,
+    naming the setting, for anything but a number of seconds (negative, or zero where
+    ``zero_allowed`` is false); callers raise it as their own error."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (number >= 0 if zero_allowed else number > 0):
+        raise ValueError(f"{name}={value!r} is not a number of seconds")
+    return number
+
+
 def database_url() -> str:
     """The store's SQLAlchemy URL: SQLite under the home folder unless configured."""
     return os.environ.get("BATCHTRANSFORM_DATABASE_URL") or f"sqlite:///{home() / 'state.db'}"

@@ -20,7 +20,6 @@ again from the start instead of resuming a half-consumed stream.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import TypeVar
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
+from batchtransform import config
 from batchtransform.errors import StorageError
 
 __all__ = ["DEFAULT_RETRY_SECONDS", "RETRY_SECONDS_ENV", "call", "is_transient", "retry_seconds"]
@@ -51,16 +51,10 @@ _failing_since: dict[str, float] = {}  # endpoint -> monotonic time of its first
 
 def retry_seconds() -> float:
     """The outage budget: BATCHTRANSFORM_STORAGE_RETRY_SECONDS, or 60 s; 0 turns it off."""
-    value = os.environ.get(RETRY_SECONDS_ENV)
-    if not value:
-        return DEFAULT_RETRY_SECONDS
     try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise StorageError(f"{RETRY_SECONDS_ENV}={value!r} is not a number of seconds")
-    return seconds
+        return config.seconds(RETRY_SECONDS_ENV, DEFAULT_RETRY_SECONDS, zero_allowed=True)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from None
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -339,16 +338,10 @@ def _runtime_for(contexts: list[RuntimeContext]) -> Runtime:
 def _startup_timeout() -> float:
     """How long a model server may take to become healthy: the default, or the environment's
     BATCHTRANSFORM_STARTUP_TIMEOUT (seconds)."""
-    value = os.environ.get(STARTUP_TIMEOUT_ENV)
-    if not value:
-        return DEFAULT_STARTUP_TIMEOUT
     try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds > 0:
-        raise RuntimeStartError(f"{STARTUP_TIMEOUT_ENV}={value!r} is not a number of seconds")
-    return seconds
+        return config.seconds(STARTUP_TIMEOUT_ENV, DEFAULT_STARTUP_TIMEOUT, zero_allowed=False)
+    except ValueError as exc:
+        raise RuntimeStartError(str(exc)) from None
 
 
 def _located(exc: ModelError, batch: Batch, attempts: int, base: int = 0) -> ModelError:
