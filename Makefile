@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CLIENTS := .venv-clients
 CLIENTS_STAMP := $(CLIENTS)/.installed
 
-.PHONY: install clients postgres-server demo test test-slow check format lint types bench clean
+.PHONY: install clients postgres-server browser demo test test-slow check format lint types bench clean
 
 # torch comes first from a CPU-only wheel in pip's find-links when one is there (the
 # registry's default Linux wheel brings several GB of CUDA libraries), else from the
@@ -43,14 +43,27 @@ postgres-server:
 		exit 1; \
 	fi
 
+# The dashboard's browser tests drive Debian's headless Chromium through Playwright (from
+# pip, without its own browser download): the package is installed when absent (as root).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Chromium for the dashboard's browser tests (apt-get install chromium)"; \
+		apt-get update -qq >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "The dashboard's browser tests need Chromium: install Debian's chromium package" >&2; \
+		exit 1; \
+	fi
+
 demo: $(STAMP)
 	BATCHTRANSFORM_HOME=$(CURDIR)/.demo/home $(BIN)/python examples/demo/run_demo.py $(CURDIR)/.demo
 
-test: $(STAMP) $(CLIENTS_STAMP) postgres-server
+test: $(STAMP) $(CLIENTS_STAMP) postgres-server browser
 	$(BIN)/pytest -q -m "not slow" --durations=15
 
 # The long fault cases, which CI runs as well.
-test-slow: $(STAMP) postgres-server
+test-slow: $(STAMP) postgres-server browser
 	$(BIN)/pytest -q -m slow --durations=10
 
 bench: $(STAMP)
