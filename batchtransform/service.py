@@ -21,7 +21,7 @@ from batchtransform.cloudwatch_logs import LOGS_OPERATIONS, LogsService
 from batchtransform.data.record_errors import MAX_FAILED_RECORDS_VARIABLE, limit_from
 from batchtransform.errors import ConflictError, NotFoundError, ValidationError
 from batchtransform.jobs import JobStatus, transition
-from batchtransform.store import JobRecord, ModelRecord, Query, Store, open_store
+from batchtransform.store import JobRecord, ModelRecord, Query, SampleRecord, Store, open_store
 from batchtransform.validation import validate_request
 
 __all__ = ["LOGS_OPERATIONS", "OPERATIONS", "Service"]
@@ -234,6 +234,12 @@ class Service:
             self._checked(self._job(record.name))
         return {}
 
+    def job_samples(self, name: str, since: float | None = None) -> list[SampleRecord]:
+        """The job's telemetry samples after ``since`` (all when None), in time order:
+        whole-job counts (instance ``""``) and each instance's CPU and memory."""
+        self._job(name)  # an unknown job is NotFound, not an empty chart
+        return list(self.store.list_samples(name, since))
+
     # Helpers
 
     def _launch(self, record: JobRecord) -> None:
@@ -346,6 +352,7 @@ def _progress(record: JobRecord) -> dict[str, Any]:
         "BytesRead": record.progress.get("bytes_in", 0),
         "BytesWritten": record.progress.get("bytes_out", 0),
         "FailedObjects": record.progress.get("failed_objects", []),
+        "InstanceSeconds": record.progress.get("instance_seconds", {}),
         **_queued(record.progress),
     }
 

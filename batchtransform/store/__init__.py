@@ -28,13 +28,21 @@ Adding a migration (a new table or column):
 from __future__ import annotations
 
 from batchtransform import config
-from batchtransform.store.base import CommitRecord, JobRecord, ModelRecord, Query, Store
+from batchtransform.store.base import (
+    CommitRecord,
+    JobRecord,
+    ModelRecord,
+    Query,
+    SampleRecord,
+    Store,
+)
 
 __all__ = [
     "CommitRecord",
     "JobRecord",
     "ModelRecord",
     "Query",
+    "SampleRecord",
     "Store",
     "open_store",
     "upgrade_database",

@@ -55,6 +55,19 @@ class CommitRecord:
 
 
 @dataclass(frozen=True)
+class SampleRecord:
+    """One telemetry sample of a job at ``time`` (epoch seconds). ``instance`` is the
+    instance's name as its log streams have it (``instance-1``), or ``""`` for the whole
+    job; ``values`` are what was measured then (cumulative counts for the whole job, CPU
+    and memory for an instance), so a reader computes rates from two samples."""
+
+    job_name: str
+    time: float
+    instance: str
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Query:
     """Filters, order and page of a list call. ``sort_by`` is a record attribute name."""
 
@@ -117,3 +130,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_commits(self, job_name: str) -> Sequence[CommitRecord]:
         """Every committed output recorded for the job."""
+
+    @abc.abstractmethod
+    def add_samples(self, samples: Sequence[SampleRecord]) -> None:
+        """Save telemetry samples (several jobs' at once if need be), in one transaction."""
+
+    @abc.abstractmethod
+    def list_samples(self, job_name: str, since: float | None = None) -> Sequence[SampleRecord]:
+        """The job's samples taken after ``since`` (all when None), ordered by time."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The migration that produced the tables below; the database must be at this revision."""
 
 metadata = sa.MetaData()
@@ -54,3 +54,15 @@ committed_outputs = sa.Table(
     sa.Column("committed_time", sa.Float, nullable=False),
 )
 """What each work item of a job committed (``migrations/versions/0002``), for resume."""
+
+job_samples = sa.Table(
+    "job_samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_name", sa.String(63), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("instance", sa.String(63), nullable=False),  # "": the whole job
+    sa.Column("values", sa.JSON, nullable=False),
+    sa.Index("ix_job_samples_job_name_time", "job_name", "time"),
+)
+"""A job's telemetry over time (``migrations/versions/0004``): ``SampleRecord`` rows."""

@@ -20,9 +20,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from batchtransform.store.base import CommitRecord, JobRecord, ModelRecord, Query, Store
+from batchtransform.store.base import (
+    CommitRecord,
+    JobRecord,
+    ModelRecord,
+    Query,
+    SampleRecord,
+    Store,
+)
 from batchtransform.store.migrate import ensure_current
-from batchtransform.store.schema import committed_outputs, models, transform_jobs
+from batchtransform.store.schema import committed_outputs, job_samples, models, transform_jobs
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -141,6 +148,21 @@ class SQLStore(Store):
         rows = self._many(sa.select(table).where(table.c.job_name == job_name))
         return [CommitRecord(**row) for row in rows]
 
+    def add_samples(self, samples: Sequence[SampleRecord]) -> None:
+        if not samples:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(job_samples), [vars(sample) for sample in samples])
+
+    def list_samples(self, job_name: str, since: float | None = None) -> Sequence[SampleRecord]:
+        c = job_samples.c
+        statement = sa.select(c.job_name, c.time, c.instance, c["values"])
+        statement = statement.where(c.job_name == job_name)
+        if since is not None:
+            statement = statement.where(c.time > since)
+        rows = self._many(statement.order_by(c.time, c.id))
+        return [SampleRecord(**row) for row in rows]
+
     def _insert(self, table: sa.Table, values: dict[str, Any]) -> bool:
         try:
             with self.engine.begin() as conn:
@@ -161,7 +183,7 @@ class SQLStore(Store):
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
     """JSON columns come back as text from some drivers; normalise to objects."""
-    for key in ("request", "model", "progress", "counters"):
+    for key in ("request", "model", "progress", "counters", "values"):
         if isinstance(row.get(key), str):
             row[key] = json.loads(row[key])
     return row
