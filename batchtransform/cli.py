@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from batchtransform.api import ApiServer, ServerConfig, credentials_from
+from batchtransform.api.metrics import METRICS_TOKEN_VARIABLE, metrics_token_from
 from batchtransform.api.server import ACCESS_KEY_ID_VARIABLE, SECRET_ACCESS_KEY_VARIABLE
 from batchtransform.errors import (
     BatchTransformError,
@@ -174,6 +175,10 @@ def _add_server(commands: Any) -> None:
     )
     command.add_argument(
         "--no-auth", action="store_true", help="accept unsigned requests from anyone who connects"
+    )
+    command.add_argument(
+        "--metrics-token",
+        help=f"a bearer token that may also read /metrics; prefer ${METRICS_TOKEN_VARIABLE}",
     )
     command.add_argument(
         "--executor",
@@ -331,7 +336,8 @@ def _server(args: argparse.Namespace) -> int:
         os.environ["RAY_ADDRESS"] = args.ray_address
     try:
         credentials = credentials_from(args.access_key_id, args.secret_access_key)
-        config = ServerConfig(args.host, args.port, credentials, no_auth=args.no_auth)
+        token = metrics_token_from(args.metrics_token, os.environ)
+        config = ServerConfig(args.host, args.port, credentials, args.no_auth, token)
         server = ApiServer(config)
     except ValueError as exc:
         hint = "--access-key-id and --secret-access-key, or --no-auth"

@@ -8,6 +8,9 @@ Routes (method, path → handler), with room for the runtime API of real-time en
                                              the CloudWatch Logs API (``Logs_20140328.*``,
                                              signed for ``logs``; see ``api.logs``)
 ``GET /ping``                                health check: 200, never signed
+``GET /metrics``                             Prometheus metrics (``api.metrics``): HTTP
+                                             Basic with a key and its secret, or the
+                                             metrics token
 ``POST /endpoints/{name}/invocations``       the runtime API: 501 until endpoints exist
 ==========================================  =============================================
 
@@ -37,6 +40,7 @@ from urllib.parse import urlsplit
 from batchtransform.api import protocol
 from batchtransform.api.auth import SIGNING_NAME, Verifier
 from batchtransform.api.logs import logs_api
+from batchtransform.api.metrics import MetricsAccess, MetricsEndpoint
 from batchtransform.api.protocol import ApiError, JsonApi, Request, Response
 from batchtransform.errors import BatchTransformError
 from batchtransform.service import OPERATIONS, Service
@@ -66,13 +70,15 @@ class ServerConfig:
     """Where the server listens and whom it lets in.
 
     ``credentials`` maps access key ids to secrets; without any, ``no_auth`` must say so,
-    because running unauthenticated is a choice to make explicitly.
+    because running unauthenticated is a choice to make explicitly. ``metrics_token`` is a
+    bearer token that may read ``/metrics`` too (a Prometheus without the API's secrets).
     """
 
     host: str = "127.0.0.1"
     port: int = 8080
     credentials: Mapping[str, str] = field(default_factory=dict)
     no_auth: bool = False
+    metrics_token: str | None = None
 
     def verifier(self) -> Verifier | None:
         """The signature check, or None when ``no_auth``; refuses an unclear choice."""
@@ -139,6 +145,8 @@ class ApiServer:
         self.router = Router()
         self.router.add("POST", "/", self._api)
         self.router.add("GET", "/ping", self._ping)
+        access = MetricsAccess(config.credentials, config.metrics_token)
+        self.router.add("GET", "/metrics", MetricsEndpoint(self.service, access))
         self.router.add("POST", "/endpoints/{name}/invocations", self._invocations)
         self._httpd = _HTTPServer((config.host, config.port), self.dispatch)
         self._thread: threading.Thread | None = None
