@@ -8,12 +8,15 @@ a batch of n, about 2·k·log2(n) extra requests. The first request of a batch a
 of a lone record get the job's retries; the halves in between are tried once, since a
 transient failure there only means one more halving.
 
-Records travel in lists, as in the ordinary pipeline (``split_blocks``, ``batch_blocks``),
-and a batch's records are a slice of them, taken only by reference, so a job with nothing
-failing pays little for the tolerance. Every record keeps its number within the object, so
-the errors file and the model's error messages name the record as it is in the input, even
-after InputFilter dropped some. With no failure the requests and the output are exactly
-those of the ordinary pipeline.
+The common job (SplitType Line, MultiRecord, a payload limit, no DataProcessing) keeps the
+ordinary pipeline's fast path (``lines.line_batches``): batches are cut straight from the
+byte stream, and a batch's records are split out of its payload only when it fails, for
+bisection. Otherwise records travel in lists, as in the ordinary pipeline
+(``split_blocks``, ``batch_blocks``), and a batch's records are a slice of them, taken only
+by reference, so a job with nothing failing pays little for the tolerance. Every record
+keeps its number within the object, so the errors file and the model's error messages name
+the record as it is in the input, even after InputFilter dropped some. With no failure the
+requests and the output are exactly those of the ordinary pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from batchtransform.data.assemble import assemble
 from batchtransform.data.batch import Batch, batch_blocks
+from batchtransform.data.lines import line_batches
 from batchtransform.data.ordered import ordered_map
 from batchtransform.data.processing import (
     OriginalRecords,
@@ -58,10 +62,11 @@ class _Block:
 
 @dataclass(frozen=True)
 class _Unit:
-    """A batch as the ordinary pipeline would send it, with the records it carries."""
+    """A batch as the ordinary pipeline would send it, with the records it carries (None
+    on the Line fast path: they are split out of the payload if the batch fails)."""
 
     batch: Batch
-    block: _Block
+    block: _Block | None
 
 
 def tolerant_stream(
@@ -79,9 +84,12 @@ def tolerant_stream(
     """
     framed = settings.batch_strategy == "MultiRecord"
     limit = settings.max_payload_bytes
-    read = split_blocks(data, settings.split_type, limit or None, framed=framed)
-    blocks = _numbered(read, settings.processing, errors, stats)
-    units = _units(blocks, settings, stats)
+    units: Iterator[_Unit]
+    if settings.split_type == "Line" and framed and limit and settings.processing is None:
+        units = _line_units(line_batches(data, limit), stats)
+    else:
+        read = split_blocks(data, settings.split_type, limit or None, framed=framed)
+        units = _units(_numbered(read, settings.processing, errors, stats), settings, stats)
     bisector = _Bisector(settings, invoke, probe, errors, stats)
     outputs = ordered_map(bisector.run, read_ahead(units), settings.max_concurrent)
     output = assemble(chain.from_iterable(outputs), settings.assemble_with)
@@ -148,6 +156,22 @@ def _units(
         yield _Unit(Batch(batch.payload, block.numbers[0], batch.count), block)
 
 
+def _line_units(batches: Iterator[Batch], stats: PipelineStats) -> Iterator[_Unit]:
+    """The fast path's batches, as they are: no record is an object of its own until its
+    batch fails."""
+    for batch in batches:
+        stats.records += batch.count
+        stats.batches += 1
+        yield _Unit(batch, None)
+
+
+def _line_block(batch: Batch) -> _Block:
+    """The records of a fast-path batch: its payload is its Line records joined by "\n"
+    (``lines.line_batches``), and they were sent as read."""
+    records = batch.payload.split(b"\n")
+    return _Block(records, range(batch.first_record, batch.first_record + batch.count), records)
+
+
 class _Window:
     """The blocks given to the batcher and not yet wholly batched. The batcher and the
     taker run on one thread (the read-ahead), and batches come in order, so each take is
@@ -211,10 +235,11 @@ class _Bisector:
     def run(self, unit: _Unit) -> list[bytes]:
         return self._attempt(unit.batch, unit.block, self.invoke)
 
-    def _attempt(self, batch: Batch, block: _Block, call: Invoke) -> list[bytes]:
+    def _attempt(self, batch: Batch, block: _Block | None, call: Invoke) -> list[bytes]:
         try:
             return self._outputs(batch, block, call(batch))
         except (ModelError, DataError) as exc:
+            block = _line_block(batch) if block is None else block
             if len(block.sent) == 1:
                 _note(self.errors, self.stats, block.numbers[0], block.originals[0], exc)
                 return []
@@ -227,11 +252,11 @@ class _Bisector:
             outputs += self._attempt(Batch(payload, half.numbers[0], end - start), half, call)
         return outputs
 
-    def _outputs(self, batch: Batch, block: _Block, response: bytes) -> list[bytes]:
+    def _outputs(self, batch: Batch, block: _Block | None, response: bytes) -> list[bytes]:
         """The response as it goes to assembly: whole, or one output record per record."""
         if not self.per_record:
             return [response]
-        assert self.processing is not None
+        assert self.processing is not None and block is not None  # no fast path then
         originals = None
         if self.processing.joins:
             originals = OriginalRecords()

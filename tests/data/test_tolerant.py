@@ -65,12 +65,16 @@ def expected_lines(count: int, bad: set[int]) -> bytes:
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-def test_multirecord_batch_is_bisected_to_its_bad_records(concurrency: int) -> None:
+@pytest.mark.parametrize(
+    "limit",
+    [0, 1024 * 1024],  # records in lists; the Line fast path (records split out on failure)
+)
+def test_multirecord_batch_is_bisected_to_its_bad_records(concurrency: int, limit: int) -> None:
     bad = {3, 17, 18, 40}
     settings = PipelineSettings(
         split_type="Line",
         batch_strategy="MultiRecord",
-        max_payload_bytes=0,  # one batch of all 40 records
+        max_payload_bytes=limit,  # either way one batch of all 40 records
         max_concurrent=concurrency,
         assemble_with="Line",
     )
@@ -89,6 +93,28 @@ def test_multirecord_batch_is_bisected_to_its_bad_records(concurrency: int) -> N
     assert any(how == "probe" for how, _ in model.calls)
     # far fewer requests than one per record
     assert len(model.calls) < 40
+
+
+def test_line_fast_path_numbers_records_as_read_across_batches() -> None:
+    # CRLF endings and empty lines are normalised away before batches are cut: the errors
+    # name the records (not the lines) and hold them without their "\r"
+    data = b"rec-1\r\n\nbad-2\r\nrec-3\n\n\nrec-4\nbad-5\nrec-6\r\nbad-7"
+    settings = PipelineSettings(split_type="Line", max_payload_bytes=18, assemble_with="Line")
+    model = Model()
+    output, errors, stats = run(data, settings, model)
+    assert output == b"REC-1\nREC-3\nREC-4\nREC-6\n"
+    assert [(f.record, f.data) for f in errors.failures] == [
+        (2, b"bad-2"),
+        (5, b"bad-5"),
+        (7, b"bad-7"),
+    ]
+    assert stats.records == 7 and stats.failed_records == 3
+    # the whole batches (sent with retries) are those of the pipeline without record errors
+    sent: list[bytes] = []
+    b"".join(transform_stream(iter([data]), settings, lambda b: sent.append(b.payload) or b""))
+    assert sent == [b"rec-1\nbad-2\nrec-3", b"rec-4\nbad-5\nrec-6", b"bad-7"]
+    whole = [payload for how, payload in model.calls if how == "invoke" and b"\n" in payload]
+    assert whole == sent[:2]
 
 
 def test_a_batch_without_bad_records_is_sent_once_and_output_is_unchanged() -> None:
