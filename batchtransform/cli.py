@@ -15,11 +15,11 @@ import datetime as dt
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from batchtransform import console
 from batchtransform.api import ApiServer, ServerConfig, credentials_from
 from batchtransform.api.metrics import METRICS_TOKEN_VARIABLE, metrics_token_from
 from batchtransform.api.server import ACCESS_KEY_ID_VARIABLE, SECRET_ACCESS_KEY_VARIABLE
@@ -29,7 +29,6 @@ from batchtransform.errors import (
     UnexpectedStatusException,
 )
 from batchtransform.executors import EXECUTOR_VARIABLE, EXECUTORS
-from batchtransform.jobs import JobStatus
 from batchtransform.sdk import Session
 from batchtransform.watch import ControllerWatch
 
@@ -84,6 +83,22 @@ _API_COMMANDS: dict[str, tuple[str, str, list[tuple[str, str, Any, str]]]] = {
     ]),
 }  # fmt: skip
 
+_OUTPUTS = ("json", "table")
+_OUTPUT_HELP = (
+    "json or table, as the AWS CLI's --output (default: table at a terminal, json otherwise)"
+)
+# list operation -> (its list member, the table drawing it, the Describe filling it in, and
+# that Describe's name member)
+_TABLES: dict[str, tuple[str, Callable[..., Any], str, str]] = {
+    "ListTransformJobs": (
+        "TransformJobSummaries",
+        console.jobs_table,
+        "DescribeTransformJob",
+        "TransformJobName",
+    ),
+    "ListModels": ("Models", console.models_table, "DescribeModel", "ModelName"),
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -128,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         for flag, member, kind, flag_help in flags:
             command.add_argument(flag, dest=member, type=kind, help=flag_help)
         command.set_defaults(handler=_api_command, operation=operation)
+        if operation in _TABLES:
+            command.add_argument("--output", help=_OUTPUT_HELP)
+            command.set_defaults(handler=_list_command)
     _add_run(commands)
     _add_logs(commands)
     _add_server(commands)
@@ -237,6 +255,28 @@ def _api_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_command(args: argparse.Namespace) -> int:
+    """A list as a table at a terminal, as JSON in a pipe (a script reading it keeps the
+    JSON it always had), or as ``--output`` asks; a table describes each listed item."""
+    output = args.output or ("table" if sys.stdout.isatty() else "json")
+    if output not in _OUTPUTS:
+        raise _UsageError(
+            "error: argument --output: Invalid choice, valid choices are:\n\n"
+            + " | ".join(_OUTPUTS)
+        )
+    session = _session(args)
+    response = session.call(args.operation, _request(args))
+    if output == "json":
+        _print_json(response)
+        return 0
+    member, draw, describe_operation, name_member = _TABLES[args.operation]
+    table = draw(
+        response[member], lambda name: session.call(describe_operation, {name_member: name})
+    )
+    console.print_table(table, response.get("NextToken"))
+    return 0
+
+
 def _request(args: argparse.Namespace) -> dict[str, Any]:
     request = _read_input_json(args.cli_input_json) if args.cli_input_json else {}
     for key, value in vars(args).items():
@@ -266,53 +306,18 @@ def _run(args: argparse.Namespace) -> int:
     request = _read_input_json(args.cli_input_json)
     session.call("CreateTransformJob", request)
     name = request["TransformJobName"]
-    description = _follow_with_progress(session, name)
+    description = console.follow_with_progress(
+        lambda: session.call("DescribeTransformJob", {"TransformJobName": name}), name
+    )
     if args.logs:
         session.logs_for_transform_job(name)
     status = description["TransformJobStatus"]
-    line = f"{name}: {status}"
+    line = console.summary_line(description)
     if description.get("FailureReason"):
         line += f"\n{description['FailureReason']}"
     print(line, file=sys.stderr if status != "Completed" else sys.stdout)
     print(f"Output: {description['TransformOutput']['S3OutputPath']}")
     return EXIT_FOR_STATUS.get(status, 1)
-
-
-def _follow_with_progress(session: Session, name: str) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    describe: Callable[[], dict[str, Any]] = lambda: session.call(  # noqa: E731
-        "DescribeTransformJob", {"TransformJobName": name}
-    )
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("objects · {task.fields[records]} records · {task.fields[status]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(name, total=None, records=0, status="InProgress")
-        while True:
-            description = describe()
-            progress, status = description["Progress"], description["TransformJobStatus"]
-            done = progress["ObjectsCompleted"] + progress["ObjectsFailed"]
-            bar.update(
-                task,
-                total=progress["ObjectsTotal"] or None,
-                completed=done,
-                records=progress["RecordsProcessed"],
-                status=_status_text(status, progress),
-            )
-            if JobStatus(status).terminal:
-                return description
-            time.sleep(0.5)
-
-
-def _status_text(status: str, progress: dict[str, Any]) -> str:
-    """The job's status, or, while it waits for its turn on the machine, its place."""
-    queued = progress.get("Queued")
-    return f"queued: position {queued['Position']}" if queued else status
 
 
 def _logs(args: argparse.Namespace) -> int:

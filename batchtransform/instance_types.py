@@ -17,14 +17,13 @@ None for it, as for a type the table does not know.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from batchtransform.data_tables import read_table, user_table
 from batchtransform.errors import ValidationError
 
 __all__ = [
@@ -38,6 +37,7 @@ __all__ = [
 LOCAL = "local"
 SETTING = "BATCHTRANSFORM_INSTANCE_TYPES"
 _SHIPPED = Path(__file__).with_name("instance_types.json")
+_WHAT = "instance type table"
 
 
 @dataclass(frozen=True)
@@ -63,48 +63,28 @@ def resources_for(instance_type: str) -> InstanceResources | None:
 def instance_table() -> dict[str, InstanceResources]:
     """The shipped table with the user's file (if ``BATCHTRANSFORM_INSTANCE_TYPES`` names
     one) laid over it. Read again only when the setting or the file's modification changes."""
-    table = dict(_load(str(_SHIPPED), _SHIPPED.stat().st_mtime_ns))
-    user_path = os.environ.get(SETTING, "").strip()
-    if user_path:
-        path = Path(user_path).expanduser()
-        try:
-            modified = path.stat().st_mtime_ns
-        except OSError as exc:
-            raise ValidationError(
-                f"{SETTING} names {path}, which cannot be read: {exc.strerror}", field=SETTING
-            ) from None
-        table.update(_load(str(path), modified))
+    table = _entries(_SHIPPED, read_table(_SHIPPED, _WHAT, SETTING))
+    user_document = user_table(SETTING, _WHAT)
+    if user_document is not None:
+        table.update(_entries(Path(os.environ[SETTING].strip()).expanduser(), user_document))
     return table
 
 
-@lru_cache(maxsize=8)
-def _load(path: str, modified: int) -> dict[str, InstanceResources]:
-    """Parse one table file; ``modified`` is part of the cache key only."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(
-            f"instance type table {path} cannot be read: {exc}", SETTING
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ValidationError(
-            f"instance type table {path} is not JSON: {exc.msg} at line {exc.lineno} "
-            f"column {exc.colno}",
-            SETTING,
-        ) from None
+def _entries(path: Path, document: Any) -> dict[str, InstanceResources]:
+    """The rows of one parsed table file."""
     types = document.get("types") if isinstance(document, dict) else None
     if not isinstance(types, dict):
         raise ValidationError(
-            f'instance type table {path} must be an object with a "types" object '
+            f'{_WHAT} {path} must be an object with a "types" object '
             '({"types": {"ml.g5.xlarge": {"vcpus": 4, "memory_gib": 16, "gpus": 1}}})',
             SETTING,
         )
-    return {name: _entry(path, name, fields) for name, fields in types.items()}
+    return {name: _entry(str(path), name, fields) for name, fields in types.items()}
 
 
 def _entry(path: str, name: str, fields: Any) -> InstanceResources:
     """One row of a table, every field checked and named on error."""
-    where = f"instance type table {path}, type {name!r}"
+    where = f"{_WHAT} {path}, type {name!r}"
     if name == LOCAL:
         raise ValidationError(f"{where}: 'local' has no fixed size and cannot be listed", SETTING)
     if not isinstance(fields, dict):

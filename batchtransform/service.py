@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from batchtransform import config, runtimes, shapes
+from batchtransform import config, pricing, runtimes, shapes
 from batchtransform.cloudwatch_logs import LOGS_OPERATIONS, LogsService
 from batchtransform.data.record_errors import MAX_FAILED_RECORDS_VARIABLE, limit_from
 from batchtransform.errors import ConflictError, NotFoundError, ValidationError
@@ -139,6 +139,7 @@ class Service:
     def create_transform_job(self, request: dict[str, Any]) -> dict[str, Any]:
         shapes.check_transform_job_rules(request)
         _check_record_errors(request)
+        pricing.price_table()  # a bad price file is named now, not at the job's first Describe
         model = self._model(request["ModelName"])
         name, now = request["TransformJobName"], time.time()
         record = JobRecord(
@@ -353,6 +354,7 @@ def _progress(record: JobRecord) -> dict[str, Any]:
         "BytesWritten": record.progress.get("bytes_out", 0),
         "FailedObjects": record.progress.get("failed_objects", []),
         "InstanceSeconds": record.progress.get("instance_seconds", {}),
+        "Cost": pricing.job_cost(record),
         **_queued(record.progress),
     }
 
