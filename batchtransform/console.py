@@ -120,9 +120,10 @@ def summary_line(description: dict[str, Any]) -> str:
         f"{description['TransformJobName']}: {description['TransformJobStatus']}",
         f"{progress['RecordsProcessed']:,} records",
     ]
-    started, ended = description.get("TransformStartTime"), description.get("TransformEndTime")
-    if started and ended:
-        parts[-1] += f" in {_duration_text((ended - started).total_seconds())}"
+    # from creation, not TransformStartTime (the first instance ready): the whole wait
+    created, ended = description["CreationTime"], description.get("TransformEndTime")
+    if ended:
+        parts[-1] += f" in {_duration_text((ended - created).total_seconds())}"
     if "Cost" in progress:
         parts.append(cost_text(progress["Cost"]))
     return " · ".join(parts)
