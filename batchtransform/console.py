@@ -24,6 +24,7 @@ from batchtransform.jobs import JobStatus
 
 __all__ = [
     "RATE_WINDOW_SECONDS",
+    "JobFollower",
     "RecordRate",
     "follow_with_progress",
     "jobs_table",
@@ -59,7 +60,7 @@ class RecordRate:
         return (last - first) / span if span >= _POLL_SECONDS / 2 else None
 
 
-class _Follower:
+class JobFollower:
     """The bar's fields from each Describe: the job's place in the queue while it waits,
     then objects, records, the record rate and the time left."""
 
@@ -102,7 +103,7 @@ def follow_with_progress(describe: Describe, name: str) -> dict[str, Any]:
         TextColumn("{task.fields[objects]} · {task.fields[records]} · {task.fields[rate]}"),
         TextColumn("{task.fields[eta]}{task.fields[status]}"),
     )
-    follower = _Follower()
+    follower = JobFollower()
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(name, total=None, objects="", records="", rate="", eta="", status="")
         while True:

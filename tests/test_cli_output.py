@@ -9,13 +9,14 @@ import pty
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from documents import job_request, model_request
 from models import ECHO_HANDLER, tar_model, write_model
 
 from batchtransform import cli, pricing
-from batchtransform.console import RecordRate
+from batchtransform.console import JobFollower, RecordRate
 
 COMMAND = str(Path(sys.executable).parent / "batchtransform")
 PRICE = pricing.price_table()["ml.m5.large"].usd_per_hour
@@ -129,3 +130,27 @@ def test_the_record_rate_is_over_the_last_seconds(
     for now, records in seen:
         rate.add(now, records)
     assert rate.per_second() == expected
+
+
+def described(done: int, total: int, records: int, position: int | None = None) -> dict[str, Any]:
+    progress: dict[str, Any] = {
+        "ObjectsCompleted": done,
+        "ObjectsFailed": 0,
+        "ObjectsTotal": total,
+        "RecordsProcessed": records,
+    }
+    if position is not None:
+        progress["Queued"] = {"Position": position, "Reason": "waits for 2 instances"}
+    return {"TransformJobStatus": "InProgress", "Progress": progress}
+
+
+def test_the_bar_shows_the_queue_then_the_time_left_from_objects() -> None:
+    follower = JobFollower()
+    queued = follower.fields(described(0, 0, 0, position=3), now=100.0)
+    assert queued["status"] == "queued: position 3" and queued["eta"] == ""
+    started = follower.fields(described(0, 10, 0), now=110.0)  # its instances start
+    assert started["status"] == "" and started["eta"] == "" and started["objects"] == "0/10 objects"
+    going = follower.fields(described(2, 10, 400), now=130.0)  # 2 objects in 20 s: 80 s left
+    assert going["eta"] == "ETA 0:01:20 (from objects)"
+    assert going["records"] == "400 records" and going["rate"] == "20.0 records/s"
+    assert follower.fields(described(10, 10, 2000), now=150.0)["eta"] == ""
