@@ -12,6 +12,8 @@ Routes (method, path → handler), with room for the runtime API of real-time en
                                              Basic with a key and its secret, or the
                                              metrics token
 ``POST /endpoints/{name}/invocations``       the runtime API: 501 until endpoints exist
+``/ui/...``                                  the web dashboard (``api.ui``): a sign-in
+                                             form with the same credentials
 ==========================================  =============================================
 
 The server is thin: each operation is one ``Service.call`` and everything else is the
@@ -42,6 +44,7 @@ from batchtransform.api.auth import SIGNING_NAME, Verifier
 from batchtransform.api.logs import logs_api
 from batchtransform.api.metrics import MetricsAccess, MetricsEndpoint
 from batchtransform.api.protocol import ApiError, JsonApi, Request, Response
+from batchtransform.api.ui import Dashboard
 from batchtransform.errors import BatchTransformError
 from batchtransform.service import OPERATIONS, Service
 
@@ -148,6 +151,8 @@ class ApiServer:
         access = MetricsAccess(config.credentials, config.metrics_token)
         self.router.add("GET", "/metrics", MetricsEndpoint(self.service, access))
         self.router.add("POST", "/endpoints/{name}/invocations", self._invocations)
+        self.dashboard = Dashboard(self.service, config.credentials)
+        self.dashboard.install(self.router.add)
         self._httpd = _HTTPServer((config.host, config.port), self.dispatch)
         self._thread: threading.Thread | None = None
 
