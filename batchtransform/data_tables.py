@@ -25,8 +25,8 @@ def read_table(path: Path, what: str, setting: str) -> Any:
     return _parse(str(path), path.stat().st_mtime_ns, what, setting)
 
 
-def user_table(setting: str, what: str) -> Any | None:
-    """The document of the file the environment variable ``setting`` names; None if unset.
+def user_table(setting: str, what: str) -> tuple[Path, Any] | None:
+    """The file the environment variable ``setting`` names, and its document; None if unset.
 
     Raises :class:`ValidationError` when the file cannot be read or is not JSON.
     """
@@ -40,7 +40,7 @@ def user_table(setting: str, what: str) -> Any | None:
         raise ValidationError(
             f"{setting} names {path}, which cannot be read: {exc.strerror}", field=setting
         ) from None
-    return _parse(str(path), modified, what, setting)
+    return path, _parse(str(path), modified, what, setting)
 
 
 @lru_cache(maxsize=16)

@@ -18,7 +18,6 @@ None for it, as for a type the table does not know.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +63,9 @@ def instance_table() -> dict[str, InstanceResources]:
     """The shipped table with the user's file (if ``BATCHTRANSFORM_INSTANCE_TYPES`` names
     one) laid over it. Read again only when the setting or the file's modification changes."""
     table = _entries(_SHIPPED, read_table(_SHIPPED, _WHAT, SETTING))
-    user_document = user_table(SETTING, _WHAT)
-    if user_document is not None:
-        table.update(_entries(Path(os.environ[SETTING].strip()).expanduser(), user_document))
+    user_file = user_table(SETTING, _WHAT)
+    if user_file is not None:
+        table.update(_entries(*user_file))
     return table
 
 

@@ -21,7 +21,6 @@ instance-seconds only.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +55,9 @@ def price_table() -> dict[str, Price]:
     Raises :class:`ValidationError` naming the file and the member when a table is bad.
     """
     table = _prices(_SHIPPED, read_table(_SHIPPED, _WHAT, SETTING))
-    user_document = user_table(SETTING, _WHAT)
-    if user_document is not None:
-        table.update(_prices(Path(os.environ[SETTING].strip()).expanduser(), user_document))
+    user_file = user_table(SETTING, _WHAT)
+    if user_file is not None:
+        table.update(_prices(*user_file))
     return table
 
 
