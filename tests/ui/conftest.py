@@ -23,7 +23,7 @@ from documents import job_request, model_request
 from models import tar_model, write_model
 
 from batchtransform.api import ApiServer, ServerConfig
-from batchtransform.store import Query
+from batchtransform.store import JobRecord, Query
 
 ACCESS_KEY = "AKIDDASHBOARDTEST"
 SECRET_KEY = "dashboard-test-secret"
@@ -113,6 +113,22 @@ class Dashboard:
             time.sleep(0.2)
         return str(record.status)
 
+    def add_record(self, name: str, status: str = "InProgress", reason: str = "") -> None:
+        """A job record written straight into the store, as a controller writes one: how
+        a name the API would refuse (HTML in it) gets there."""
+        now = time.time()
+        record = JobRecord(
+            name=name,
+            arn=f"arn:aws:sagemaker:us-east-1:000000000000:transform-job/{name}",
+            model_name="m1",
+            status=status,
+            creation_time=now,
+            last_modified_time=now,
+            request={"TransformJobName": name, "TransformResources": {"InstanceCount": 1}},
+            failure_reason=reason or None,
+        )
+        assert self.store.add_job(record)
+
     def sign_in(self, client: httpx.Client) -> httpx.Response:
         form = {"access_key_id": self.access_key, "secret_access_key": self.secret_key}
         return client.post("/ui/login", data=form)
@@ -191,12 +207,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh browser context (no cookies) and page; a screenshot when the test ends."""
+    """A fresh browser context (no cookies) and page; a screenshot when the test ends, and
+    an error if a script on the page threw or an alert opened (injected markup ran)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(30_000)
     tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.on("dialog", lambda dialog: errors.append(f"a dialog opened: {dialog.message}"))
     try:
         yield tab
+        assert not errors, f"the page's script failed: {errors}"
     finally:
         report = getattr(request.node, "report_call", None)
         failed = report is not None and report.failed

@@ -13,7 +13,6 @@ import pytest
 
 from batchtransform.api.ui.sessions import COOKIE_NAME, Session, SessionKeeper
 from batchtransform.jobs import JobStatus
-from batchtransform.store import JobRecord
 
 PAGES = ["/ui/", "/ui/jobs/job-1", "/ui/models", "/ui/models/m1"]
 JSON_VIEWS = ["/ui/api/jobs", "/ui/api/jobs/job-1", "/ui/api/jobs/job-1/samples"]
@@ -157,25 +156,8 @@ def test_a_forged_tampered_expired_or_foreign_cookie_is_no_session(
     assert http.get("/ui/", headers=cookie_header(good)).status_code == 200
 
 
-def add_job(dashboard: Any, name: str, status: str = "InProgress", reason: str = "") -> None:
-    """A job record written straight into the server's store, as a controller writes it."""
-    now = time.time()
-    dashboard.store.add_job(
-        JobRecord(
-            name=name,
-            arn=f"arn:aws:sagemaker:us-east-1:000000000000:transform-job/{name}",
-            model_name="m1",
-            status=status,
-            creation_time=now,
-            last_modified_time=now,
-            request={"TransformJobName": name, "TransformResources": {"InstanceCount": 1}},
-            failure_reason=reason or None,
-        )
-    )
-
-
 def test_a_post_needs_the_session_csrf_token(dashboard: Any, http: httpx.Client) -> None:
-    add_job(dashboard, "job-1")
+    dashboard.add_record("job-1")
     dashboard.sign_in(http)
     token = csrf_of(http.get("/ui/jobs/job-1"))
     assert http.post("/ui/jobs/job-1/stop").status_code == 403
@@ -189,7 +171,7 @@ def test_a_post_needs_the_session_csrf_token(dashboard: Any, http: httpx.Client)
 
 
 def test_a_csrf_token_belongs_to_its_session(dashboard: Any, http: httpx.Client) -> None:
-    add_job(dashboard, "job-1")
+    dashboard.add_record("job-1")
     dashboard.sign_in(http)
     token = csrf_of(http.get("/ui/"))
     http.cookies.clear()
@@ -221,7 +203,7 @@ def test_a_one_time_sign_in_link_works_once(dashboard: Any, http: httpx.Client) 
 def test_html_from_users_is_escaped(dashboard: Any, http: httpx.Client) -> None:
     name = "<img src=x id=injected>"
     reason = "ClientError: <script>alert(1)</script>"
-    add_job(dashboard, name, "Failed", reason)
+    dashboard.add_record(name, "Failed", reason)
     dashboard.sign_in(http)
     listing = http.get("/ui/").text
     assert "&lt;img src=x id=injected&gt;" in listing
@@ -247,7 +229,7 @@ def test_unknown_jobs_and_models_are_404_pages(dashboard: Any, http: httpx.Clien
 
 
 def test_a_log_read_stays_within_its_job(dashboard: Any, http: httpx.Client) -> None:
-    add_job(dashboard, "job-1")
+    dashboard.add_record("job-1")
     dashboard.sign_in(http)
     assert http.get("/ui/api/jobs/job-1/logs").json() == {"streams": []}
     other = http.get("/ui/api/jobs/job-1/logs", params={"stream": "job-2/instance-1-1"})
@@ -256,7 +238,7 @@ def test_a_log_read_stays_within_its_job(dashboard: Any, http: httpx.Client) -> 
 
 
 def test_without_authentication_pages_are_open_and_say_so(open_dashboard: Any) -> None:
-    add_job(open_dashboard, "job-1")
+    open_dashboard.add_record("job-1")
     with httpx.Client(base_url=open_dashboard.url) as client:
         page = client.get("/ui/")
         assert page.status_code == 200

@@ -81,6 +81,7 @@ function refreshJobs() {
         tbody.append(tr);
       }
       if (!jobs.length) fillTable(tbody, [], jobCells, "No jobs.", 11);
+      tbody.dataset.refreshed = String(Date.now());
     } catch (error) { console.warn(error); }
   };
   setInterval(tick, REFRESH_MS);
@@ -184,7 +185,8 @@ function followLogs(name) {
     const { streams } = await getJSON(base);
     const known = new Set(Array.from(select.options, (o) => o.value));
     for (const s of streams) if (!known.has(s)) select.append(el("option", s, { value: s }));
-    if (!stream && streams.length) { stream = streams[0]; select.value = stream; }
+    if (!stream && streams.length) { stream = streams[0]; select.value = stream; lines.replaceChildren(); }
+    if (!streams.length) lines.textContent = "No log streams yet: they appear when the job's instances start.";
   };
   const read = async () => {
     if (busy || !stream || (token && !follow.checked)) return;
