@@ -1,5 +1,5 @@
 """The ``batchtransform`` command: the AWS CLI's sagemaker commands, plus ``run``, ``logs``,
-``server`` and ``db upgrade``.
+``server``, ``ui`` and ``db upgrade``.
 
 Thin by design: each command builds a request document, calls the SDK session and prints
 the response as JSON. ``--cli-input-json`` takes the same documents as ``aws sagemaker``.
@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_logs(commands)
     _add_server(commands)
+    _add_ui(commands)
     _add_db(commands)
     return parser
 
@@ -354,6 +355,10 @@ def _server(args: argparse.Namespace) -> int:
         f"Serving the SageMaker and CloudWatch Logs APIs on {server.endpoint_url} ({auth}).",
         flush=True,
     )
+    return _serve(server)
+
+
+def _serve(server: ApiServer) -> int:
     watch = ControllerWatch(server.service)  # jobs whose controller died end on their own
     watch.start()
     try:
@@ -361,6 +366,37 @@ def _server(args: argparse.Namespace) -> int:
     finally:
         watch.stop()
     return 0
+
+
+def _add_ui(commands: Any) -> None:
+    help_text = (
+        "Open the web dashboard of this machine's jobs (and serve the API) on 127.0.0.1, "
+        "with a fresh random credential: sign in with the URL it prints."
+    )
+    command = commands.add_parser("ui", help=help_text, description=help_text)
+    command.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (0)")
+    command.add_argument("--open", action="store_true", help="open the URL in a web browser")
+    command.set_defaults(handler=_ui)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    from batchtransform.api.ui.local import local_dashboard
+
+    try:
+        local = local_dashboard(args.port)
+    except OSError as exc:
+        raise _UsageError(f"ui: cannot listen on 127.0.0.1:{args.port}: {exc}") from exc
+    print(f"Dashboard: open {local.sign_in_url} (it signs one browser in, once).")
+    print(
+        f"API clients: --endpoint-url {local.server.endpoint_url} with access key id "
+        f"{local.access_key_id} and secret access key {local.secret_access_key}",
+        flush=True,
+    )
+    if args.open:
+        webbrowser.open(local.sign_in_url)
+    return _serve(local.server)
 
 
 def _print_json(response: dict[str, Any]) -> None:
