@@ -37,10 +37,11 @@ from batchtransform.objects import ObjectInfo
 from batchtransform.plan import WorkItem, plan_items, range_size, rangeable
 from batchtransform.shapes import ModelSpec, TransformJobSpec
 from batchtransform.store import CommitRecord, JobRecord, Store, open_store
+from batchtransform.telemetry import InstanceLifetimes, Latency, SampleBuffer, instance_name
 
 _STATUS_POLL_SECONDS = 0.5
 _PROGRESS_SAVE_SECONDS = 1.0
-_COUNTERS = ("records", "batches", "bytes_in", "bytes_out", "failed_records")
+_COUNTERS = ("records", "batches", "bytes_in", "bytes_out", "failed_records", "retries", "restarts")
 # S3 keeps whole seconds (a multipart object: when its upload began), and its clock may
 # differ a little from ours: an output written this long before its item began still counts.
 _CLOCK_SLACK_SECONDS = 2.0
@@ -60,6 +61,7 @@ class Progress:
     counters: dict[int, dict[str, int]] = field(default_factory=dict)  # per item
     queued: dict[str, Any] | None = None  # the job's place while it waits for its turn
     resumes: int = 0  # how often the job was resumed (ResumeTransformJob)
+    latencies: dict[int, Latency] = field(default_factory=dict)  # per item: its model calls
 
     def as_record(self) -> dict[str, Any]:
         totals = {name: sum(c.get(name, 0) for c in self.counters.values()) for name in _COUNTERS}
@@ -68,7 +70,12 @@ class Progress:
             "objects_completed": self.objects_completed,
             "objects_failed": self.objects_failed,
             "failed_objects": self.failed_objects[:100],
+            "failures": [
+                {"object": name, "reason": reason}
+                for name, reason in zip(self.failed_objects[:100], self.reasons, strict=False)
+            ],
             **totals,
+            "latency": Latency.merged(self.latencies.values()).as_record(),
             **({"queued": self.queued} if self.queued else {}),
             **({"resumes": self.resumes} if self.resumes else {}),
         }
@@ -91,6 +98,11 @@ class JobRun:
         self.started_at: dict[int, float] = {}  # item index -> when an instance took it
         self.commits: list[CommitRecord] = []  # committed outputs not yet saved
         self.record_limit = limit_from(self.job.environment)
+        # telemetry: instance-seconds (an earlier run's kept on resume), samples, holders
+        earlier = record.progress.get("instance_seconds")
+        self.lifetimes = InstanceLifetimes(self.job.instance_type, earlier)
+        self.samples = SampleBuffer(record.name)
+        self.holders: dict[int, int] = {}  # item index -> the instance that took it
         self._last_poll = self._last_save = 0.0
         self._stopping = False
 
@@ -216,14 +228,30 @@ class JobRun:
     def _on_item_started(self, event: Event) -> None:
         self.in_flight[event.item.index] = event.item
         self.started_at[event.item.index] = time.time()
+        self.holders[event.item.index] = event.instance
 
     def _on_item_progress(self, event: Event) -> None:
-        self.progress.counters[event.item.index] = dict(event.detail)
+        counters = dict(event.detail)
+        latency = counters.pop("latency", None)
+        if latency is not None:
+            self.progress.latencies[event.item.index] = latency
+        self.progress.counters[event.item.index] = counters
+
+    def _on_instance_launched(self, event: Event) -> None:
+        self.lifetimes.launch(event.instance)
+
+    def _on_instance_ended(self, event: Event) -> None:
+        self.lifetimes.end(event.instance)
+
+    def _on_instance_sample(self, event: Event) -> None:
+        self.samples.instance_sample(event.instance, event.detail)
 
     def _on_item_done(self, event: Event) -> None:
         result: ItemResult = event.detail
         self.in_flight.pop(event.item.index, None)
         self.progress.counters[event.item.index] = {n: getattr(result, n) for n in _COUNTERS}
+        if result.latency is not None:
+            self.progress.latencies[event.item.index] = result.latency
         if event.item.ranged:
             self._range_done(event.item, result.ok, result.reason)
             return
@@ -358,6 +386,7 @@ class JobRun:
         return f"{category}: {'; '.join(parts)}. First failure: {first}. See the job's data-log."
 
     def _end(self, status: JobStatus, reason: str | None = None) -> None:
+        self.lifetimes.end_all()  # the executor has ended every instance by now
         self._save(force=True)
         fields = {"failure_reason": one_line(reason)} if reason else {}
         if not transition(self.store, self.record.name, status, **fields):
@@ -368,9 +397,31 @@ class JobRun:
         now = time.monotonic()
         if force or now - self._last_save >= _PROGRESS_SAVE_SECONDS:
             self._last_save = now
-            self.store.update_job(self.record.name, progress=self.progress.as_record())
+            record = self._progress_record()
+            self.store.update_job(self.record.name, progress=record)
             commits, self.commits = self.commits, []
             self.store.record_commits(commits)
+            self.samples.whole_job(record, force)
+            self.store.add_samples(self.samples.take())
+
+    def _progress_record(self) -> dict[str, Any]:
+        """The progress to save: the counts, the instance-seconds so far, the work under way."""
+        in_flight = [
+            {
+                "object": item.display,
+                "instance": instance_name(self.holders.get(index, 0)),
+                "records": self.progress.counters.get(index, {}).get("records", 0),
+                "bytes_in": self.progress.counters.get(index, {}).get("bytes_in", 0),
+                "started": self.started_at.get(index, 0.0),
+            }
+            for index, item in self.in_flight.items()
+        ]
+        instance_seconds = self.lifetimes.as_record()
+        return {
+            **self.progress.as_record(),
+            "instance_seconds": instance_seconds,
+            "in_flight": in_flight,
+        }
 
 
 def _sweep(output_url: str) -> None:

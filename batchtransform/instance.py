@@ -17,6 +17,7 @@ from batchtransform.errors import ValidationError
 from batchtransform.executors.base import SPIN_VARIABLE, THREAD_VARIABLES
 from batchtransform.instance_types import InstanceResources, resources_for
 from batchtransform.shapes import ModelSpec, TransformJobSpec
+from batchtransform.telemetry import Latency
 
 if TYPE_CHECKING:
     from batchtransform.worker import TransformWorker
@@ -37,6 +38,9 @@ class ItemResult:
     bytes_in: int = 0
     bytes_out: int = 0
     failed_records: int = 0  # left out of the output, with record errors on
+    retries: int = 0  # model calls sent again (ModelClientConfig.InvocationsMaxRetries)
+    restarts: int = 0  # runtime restarts while the item ran (``supervision``)
+    latency: Latency | None = None  # the item's model calls (``telemetry``)
     output_stamp: str | None = None  # the committed output's size and ETag or mtime
 
 

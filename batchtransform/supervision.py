@@ -76,6 +76,11 @@ class SupervisedRuntime(Runtime):
     def alive(self) -> bool:
         return self.inner.alive()
 
+    @property
+    def restarts(self) -> int:
+        """How often the runtime was brought back so far (``telemetry``)."""
+        return self._generation
+
     def invoke(self, payload: bytes, content_type: str | None, accept: str | None) -> bytes:
         return self.invoke_with_type(payload, content_type, accept)[0]
 

@@ -13,7 +13,7 @@ import contextlib
 import io
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -49,6 +49,7 @@ from batchtransform.runtimes.base import DEFAULT_STARTUP_TIMEOUT, STARTUP_TIMEOU
 from batchtransform.runtimes.serial import SerialRuntime
 from batchtransform.shapes import BatchOptions, ModelSpec, TransformJobSpec, normalize_strategy
 from batchtransform.supervision import SupervisedRuntime
+from batchtransform.telemetry import InvocationStats
 
 MIB = 1024 * 1024
 _PROGRESS_EVERY_SECONDS = 0.5
@@ -84,6 +85,8 @@ class TransformWorker:
         self._committer: ThreadPoolExecutor | None = None
         # Record errors (opt-in): a bad record is set aside instead of failing its object.
         self.tolerant = limit_from(job.environment) is not None
+        self.calls = InvocationStats()  # the current item's model calls
+        self._restarts_before = 0  # the runtime's restarts when the current item began
 
     def start(self) -> None:
         try:
@@ -115,7 +118,9 @@ class TransformWorker:
         failed: a stream broken halfway cannot be resumed. With ``commit_behind``, a small
         object's S3 output is uploaded on a thread and its result is a future."""
         stats = PipelineStats()
-        reporter = _Throttled(report, stats)
+        self.calls = InvocationStats()
+        self._restarts_before = self.runtime.restarts if self.runtime is not None else 0
+        reporter = _Throttled(report, lambda: self._counters(stats))
         if self.runtime is not None:  # a call stuck past the timeout ends the instance
             self.runtime.watchdog.arm(item.display, report, self.job.invocation_retries + 1)
         errors = RecordErrors(self.job.split_type in _BINARY_SPLITS) if self.tolerant else None
@@ -149,7 +154,7 @@ class TransformWorker:
         except Exception as exc:  # an unexpected bug must fail the item, not the instance
             traceback.print_exc(file=self.model_log)
             return self._failed(item, stats, f"InternalServerError: {type(exc).__name__}: {exc}")
-        return replace(ItemResult(True, None, **_counters(stats)), output_stamp=stamp)
+        return replace(ItemResult(True, None, **self._counters(stats)), output_stamp=stamp)
 
     def _output(self, item: WorkItem, behind: bool) -> contextlib.AbstractContextManager[BinaryIO]:
         """Where the item's output goes: its object (a range's part), written atomically,
@@ -165,7 +170,7 @@ class TransformWorker:
         the item's, as ``process`` would have returned it."""
         if self._committer is None:
             self._committer = ThreadPoolExecutor(4, thread_name_prefix="commit")
-        return self._committer.submit(self._commit, item, data, _counters(stats))
+        return self._committer.submit(self._commit, item, data, self._counters(stats))
 
     def _commit(self, item: WorkItem, data: bytes, counters: dict[str, Any]) -> ItemResult:
         try:
@@ -275,13 +280,18 @@ class TransformWorker:
         """One mini-batch through the model, retried as ModelClientConfig says."""
         assert self.runtime is not None
         attempts = attempts or self.job.invocation_retries + 1
+        calls = self.calls
         for attempt in range(attempts):
+            started = time.perf_counter()
             try:
                 return self.runtime.invoke(batch.payload, self.job.content_type, self.job.accept)
             except ModelError as exc:
                 if not exc.retryable or attempt + 1 == attempts:
                     raise _located(exc, batch, attempt + 1, self.records_before()) from exc
+                calls.retried()
                 time.sleep(_RETRY_BACKOFF_SECONDS[min(attempt, len(_RETRY_BACKOFF_SECONDS) - 1)])
+            finally:
+                calls.observe(time.perf_counter() - started)
         raise AssertionError("unreachable")
 
     def _chunks(self, item: WorkItem) -> Iterator[bytes]:
@@ -320,7 +330,13 @@ class TransformWorker:
     def _failed(self, item: WorkItem, stats: PipelineStats, reason: str) -> ItemResult:
         line = one_line(f"{item.label}: {reason}")
         self.data_log.write(line)
-        return ItemResult(False, line, **_counters(stats))
+        return ItemResult(False, line, **self._counters(stats))
+
+    def _counters(self, stats: PipelineStats) -> dict[str, Any]:
+        """The item's counters so far, its model calls' included, as ItemResult has them."""
+        if self.runtime is not None:
+            self.calls.restarts = self.runtime.restarts - self._restarts_before
+        return {**_counters(stats), **self.calls.counters()}
 
 
 def _whole(url: str) -> Iterator[bytes]:
@@ -364,12 +380,12 @@ def _counters(stats: PipelineStats) -> dict[str, Any]:
 class _Throttled:
     """Sends the live counters to the controller at most every half second."""
 
-    def __init__(self, report: Report, stats: PipelineStats) -> None:
-        self.report, self.stats = report, stats
+    def __init__(self, report: Report, counters: Callable[[], dict[str, Any]]) -> None:
+        self.report, self.counters = report, counters
         self.last = time.monotonic()
 
     def maybe_send(self) -> None:
         now = time.monotonic()
         if now - self.last >= _PROGRESS_EVERY_SECONDS:
             self.last = now
-            self.report(_counters(self.stats))
+            self.report(self.counters())

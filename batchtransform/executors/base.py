@@ -73,6 +73,12 @@ class EventKind(str, enum.Enum):
     ITEM_DONE = "item_done"  # detail = the worker's result
     ITEM_LOST = "item_lost"  # the instance died with the item and it will not be retried
     INSTANCE_LOST = "instance_lost"  # an instance died (item = what it held, detail = reason)
+    # Telemetry: when each instance costs (launch to gone) and what it uses meanwhile.
+    INSTANCE_LAUNCHED = "instance_launched"  # an instance is being started (before READY)
+    INSTANCE_ENDED = "instance_ended"  # an instance is gone, whichever way it ended
+    # detail = {"time": epoch, "cpu_percent", "memory_percent", "memory_bytes"}, measured
+    # in the instance (``executors.sampling``) about every ``telemetry.SAMPLE_SECONDS``
+    INSTANCE_SAMPLE = "instance_sample"
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,11 @@ class Executor(abc.ABC):
         runs again on another instance, up to the executor's attempt limit, then is
         reported ITEM_LOST. A START_FAILED instance is not replaced; when no instance is
         left the remaining items are not run and ``run`` returns.
+
+        Every instance started is reported INSTANCE_LAUNCHED as it is started and
+        INSTANCE_ENDED once it is gone (a clean exit, a death, a stop), before ``run``
+        returns; while it lives, it reports INSTANCE_SAMPLE with its process tree's CPU
+        and memory (``sampling.InstanceSampler``, run inside the instance).
         """
 
 

@@ -58,6 +58,7 @@ from batchtransform.executors.base import (
     WorkerFactory,
     retry_or_lose,
 )
+from batchtransform.executors.sampling import InstanceSampler, memory_limit
 
 _POLL_SECONDS = 0.25
 # glibc's malloc hands large freed blocks back to the system (its thresholds adapt only to
@@ -167,6 +168,7 @@ class _Run:
             name=f"batchtransform-instance-{index}",
             daemon=False,
         )
+        self.on_event(Event(EventKind.INSTANCE_LAUNCHED, index))
         with _instance_environment(self._slot_environment(slot)):
             process.start()
         child.close()
@@ -211,6 +213,8 @@ class _Run:
             self.on_event(Event(EventKind.START_FAILED, instance.index, detail=detail))
         elif kind == "progress":
             self.on_event(Event(EventKind.ITEM_PROGRESS, instance.index, instance.item, detail))
+        elif kind == "sample":
+            self.on_event(Event(EventKind.INSTANCE_SAMPLE, instance.index, detail=detail))
         elif kind == "done":
             item, instance.item = instance.item, None
             self.on_event(Event(EventKind.ITEM_DONE, instance.index, item, detail))
@@ -252,6 +256,7 @@ class _Run:
         _sweep(instance.process)  # its model servers and their children
         instance.process.join()
         instance.conn.close()
+        self.on_event(Event(EventKind.INSTANCE_ENDED, instance.index))
         if instance.closing and instance.item is None and instance.lost is None:
             return
         reason, attempts = instance.lost or (_exit_reason(instance.process.exitcode), None)
@@ -283,6 +288,7 @@ class _Run:
             _sweep(instance.process)
             instance.process.join()
             instance.conn.close()
+            self.on_event(Event(EventKind.INSTANCE_ENDED, instance.index))
         self.instances.clear()
 
 
@@ -372,6 +378,7 @@ def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _exit_with_parent()
     channel = _Channel(conn)
+    InstanceSampler(lambda values: channel.send("sample", values), memory_limit(factory)).start()
     try:
         worker = factory(index)
         worker.start()

@@ -51,6 +51,7 @@ from batchtransform.executors.base import (
     WorkerFactory,
     retry_or_lose,
 )
+from batchtransform.executors.sampling import InstanceSampler, memory_limit
 from batchtransform.instance_types import InstanceResources
 
 __all__ = ["ADDRESS_VARIABLE", "RayExecutor", "ResourcedFactory"]
@@ -59,6 +60,7 @@ ADDRESS_VARIABLE = "RAY_ADDRESS"
 _POLL_SECONDS = 0.25
 _PROGRESS_SECONDS = 0.5
 _PROBE_SECONDS = 5.0
+_SAMPLES_KEPT = 64  # an actor's samples while no poll comes (its start blocks none: threaded)
 _MIB = 1024 * 1024
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 # What an actor's process takes from the controller's environment: the state folder, the
@@ -254,6 +256,7 @@ class _RayRun:
     def start_instance(self) -> None:
         self.started += 1
         index = self.started
+        self.on_event(Event(EventKind.INSTANCE_LAUNCHED, index))
         handle = self.actor_class.remote(self.environment)
         self.actors[index] = _Actor(index, handle, handle.start.remote(self.factory, index))
 
@@ -302,9 +305,11 @@ class _RayRun:
     def _polled(self, actor: _Actor, ref: Any) -> None:
         actor.poll = None
         try:
-            progress, lost = self.ray.get(ref)
+            progress, lost, samples = self.ray.get(ref)
         except self.ray.exceptions.RayError:
             return  # the pending call reports the death
+        for sample in samples:
+            self.on_event(Event(EventKind.INSTANCE_SAMPLE, actor.index, detail=sample))
         if lost is not None:
             self._lost(actor, *lost)
         elif progress is not None and actor.item is not None:
@@ -352,11 +357,13 @@ class _RayRun:
 
     def _forget(self, actor: _Actor) -> None:
         """Take the actor out of the run and end it; a finished worker is stopped first."""
-        self.actors.pop(actor.index, None)
+        present = self.actors.pop(actor.index, None) is not None
         if actor.ready and actor.item is None:
             with contextlib.suppress(Exception):
                 self.ray.get(actor.handle.stop.remote(), timeout=30)
         self._kill(actor)
+        if present:  # its end reported once
+            self.on_event(Event(EventKind.INSTANCE_ENDED, actor.index))
 
     def _kill(self, actor: _Actor) -> None:
         with contextlib.suppress(Exception):
@@ -366,6 +373,7 @@ class _RayRun:
         """Kill every actor still running (a stop, or a run that failed)."""
         for actor in self.actors.values():
             self._kill(actor)
+            self.on_event(Event(EventKind.INSTANCE_ENDED, actor.index))
         self.actors.clear()
 
 
@@ -424,10 +432,13 @@ class _InstanceActor:
         os.environ.update(environment)  # before the worker's imports load numpy
         self.worker: Worker | None = None
         self.report = _ActorReport()
+        self.samples: deque[dict[str, float]] = deque(maxlen=_SAMPLES_KEPT)
 
     def start(self, factory: WorkerFactory, index: int) -> tuple[str, Any]:
         import ray
 
+        # measured from the start (the model's load shows), the samples waiting for ``poll``
+        InstanceSampler(self.samples.append, memory_limit(factory)).start()
         try:
             prepare = factory.for_node if isinstance(factory, ResourcedFactory) else None
             worker = (prepare() if prepare else factory)(index)
@@ -446,9 +457,13 @@ class _InstanceActor:
         finally:
             self.report.latest = None
 
-    def poll(self) -> tuple[dict[str, Any] | None, tuple[str, int | None] | None]:
-        """The item's latest progress, and the worker's reason to give up, if any."""
-        return self.report.latest, self.report.lost
+    def poll(
+        self,
+    ) -> tuple[dict[str, Any] | None, tuple[str, int | None] | None, list[dict[str, float]]]:
+        """The item's latest progress, the worker's reason to give up, if any, and the
+        samples taken since the last poll."""
+        samples = [self.samples.popleft() for _ in range(len(self.samples))]
+        return self.report.latest, self.report.lost, samples
 
     def stop(self) -> None:
         if self.worker is not None:

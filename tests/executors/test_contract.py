@@ -36,6 +36,7 @@ from raycluster import RayCluster, running_cluster
 
 from batchtransform import Session, config
 from batchtransform.logs import DATA_LOG_SUFFIX, MODEL_LOG_SUFFIX, logs_dir
+from batchtransform.service import Service
 
 FILES = {f"f{i}.csv": "".join(f"{i}-{n}\n" for n in range(5)) for i in range(5)}
 FILES["tail.csv"] = "no newline at the end"
@@ -157,6 +158,31 @@ class TestExecutorContract:
         streams = len(stream_texts(DATA_LOG_SUFFIX))
         assert streams == 3 if executor == "local" else 2 <= streams <= 3
         assert_no_process_left(batchtransform_home, ray_sessions)
+
+    def test_instances_are_sampled_and_their_seconds_counted(
+        self, executor: str, tmp_path: Path
+    ) -> None:
+        session = Session()
+        make_model(session, tmp_path, SLOW_HANDLER)
+        files = {f"f{i}.csv": "".join(f"{i}-{n}\n" for n in range(10)) for i in range(2)}
+        start_job(
+            session, tmp_path, files, BatchStrategy="SingleRecord",
+            TransformResources={"InstanceCount": 2},
+        )  # fmt: skip
+
+        description = wait_for_end(session, "job-1")
+        assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+        assert description["Progress"]["InstanceSeconds"]["ml.m5.large"] > 2.0  # 20 calls of 0.2 s
+        assert isinstance(session.service, Service)
+        samples = session.service.job_samples("job-1")
+        assert [s for s in samples if s.instance == ""][-1].values["records"] == 20
+        measured = [s for s in samples if s.instance]
+        assert {s.instance for s in measured} <= {"instance-1", "instance-2", "instance-3"}
+        assert measured, "each instance is sampled a second after it starts, then every 2 s"
+        for sample in measured:  # a Python process with the model loaded, on an 8 GiB type
+            assert sample.values["memory_bytes"] > 20 * 2**20
+            assert 0 < sample.values["memory_percent"] < 100
+            assert sample.values["cpu_percent"] >= 0
 
 
 # Each instance waits, in its first call, until another instance has called too: with one
