@@ -247,3 +247,33 @@ def test_without_authentication_pages_are_open_and_say_so(open_dashboard: Any) -
         token = csrf_of(page)
         assert client.post("/ui/jobs/job-1/stop", data={"csrf": token}).status_code == 303
     assert open_dashboard.store.get_job("job-1").status == JobStatus.STOPPING.value
+
+
+def test_a_model_page_shows_its_containers_and_jobs_escaped(
+    dashboard: Any, http: httpx.Client
+) -> None:
+    environment = {"GREETING": "<i>hello</i>", "THREADS": "2"}
+    dashboard.server.service.call(
+        "CreateModel",
+        {
+            "ModelName": "m1",
+            "PrimaryContainer": {
+                "Image": "batchtransform/python",
+                "ModelDataUrl": "s3://bucket/model.tar.gz",
+                "Environment": environment,
+            },
+        },
+    )
+    dashboard.add_record("job-1", "Completed")
+    dashboard.sign_in(http)
+    assert 'href="/ui/models/m1"' in http.get("/ui/models").text
+    page = http.get("/ui/models/m1").text
+    for shown in (
+        "batchtransform/python",
+        "s3://bucket/model.tar.gz",
+        "THREADS",
+        "&lt;i&gt;hello&lt;/i&gt;",
+    ):
+        assert shown in page
+    assert "<i>hello" not in page
+    assert 'href="/ui/jobs/job-1"' in page

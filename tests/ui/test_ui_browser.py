@@ -12,6 +12,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from batchtransform.api.ui.sessions import COOKIE_NAME, Session
+from batchtransform.store import SampleRecord
 
 
 def test_sign_in_wrong_then_right(page: Any, dashboard: Any) -> None:
@@ -55,6 +56,8 @@ def test_progress_moves_on_the_list(signed_in: Callable[[], Any], dashboard: Any
     page.select_option("select[name=status]", "Failed")
     page.click("text=Filter")
     expect(page.locator("tr.empty")).to_contain_text("No jobs match these filters")
+    expect(page.locator("#job-rows")).to_have_attribute("data-refreshed", re.compile(r"\d+"))
+    expect(page.locator("tr.empty")).to_contain_text("No jobs match these filters")
 
 
 def test_a_job_page_follows_the_log_and_stops_the_job(
@@ -94,3 +97,31 @@ def test_html_in_a_job_name_and_reason_renders_as_text(
     expect(page.locator("#throughput-chart")).to_contain_text("No samples yet.")  # its script ran
     expect(page.locator("#log-lines")).to_contain_text("No log streams yet")
     assert page.locator("#injected-name, #injected-reason").count() == 0
+
+
+def test_charts_draw_the_job_samples(signed_in: Callable[[], Any], dashboard: Any) -> None:
+    dashboard.add_record("sampled")
+    t0 = time.time() - 10
+    samples = [SampleRecord("sampled", t0 + 2 * n, "", {"records": 100.0 * n}) for n in range(5)]
+    samples += [
+        SampleRecord(
+            "sampled",
+            t0 + 2 * n,
+            f"instance-{i}",
+            {"cpu_percent": 50.0 * i, "memory_percent": 10.0, "memory_bytes": 64.0 * 2**20 * i},
+        )
+        for n in range(5)
+        for i in (1, 2)
+    ]
+    dashboard.store.add_samples(samples)
+    page = signed_in()
+    page.goto(f"{dashboard.url}/ui/jobs/sampled")
+    throughput = page.locator("#throughput-chart svg")
+    expect(throughput.locator("polyline")).to_have_count(1)
+    expect(throughput).to_contain_text("50.0 records/s")  # 100 records every 2 s
+    figures = page.locator("#instance-charts figure")
+    expect(figures.locator("figcaption")).to_have_text(
+        ["instance-1 · 64 MiB", "instance-2 · 128 MiB"]
+    )
+    expect(figures.nth(1).locator("polyline")).to_have_count(2)  # CPU and memory
+    expect(figures.nth(1)).to_contain_text("100.0 percent")

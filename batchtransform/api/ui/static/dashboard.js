@@ -80,7 +80,8 @@ function refreshJobs() {
         tr.dataset.status = job.status;
         tbody.append(tr);
       }
-      if (!jobs.length) fillTable(tbody, [], jobCells, "No jobs.", 11);
+      const filtered = Array.from(new URLSearchParams(window.location.search).values()).some(Boolean);
+      if (!jobs.length) fillTable(tbody, [], jobCells, filtered ? "No jobs match these filters." : "No jobs.", 11);
       tbody.dataset.refreshed = String(Date.now());
     } catch (error) { console.warn(error); }
   };
@@ -128,7 +129,9 @@ async function drawCharts(base) {
   holder.replaceChildren();
   for (const [instance, points] of Object.entries(samples.instances)) {
     const figure = el("figure", null, { class: "chart" });
-    figure.append(el("figcaption", instance));
+    const last = points[points.length - 1] || {};
+    const memory = Number.isFinite(last.memory_bytes) ? " · " + (last.memory_bytes / 1048576).toFixed(0) + " MiB" : "";
+    figure.append(el("figcaption", instance + memory));
     holder.append(figure);
     lineChart(figure, "percent", [
       { label: "CPU %", points: points.map((p) => [p.time, p.cpu_percent]) },
