@@ -138,8 +138,7 @@ class TransformWorker:
                     self._write_errors(item, errors)
             if behind:
                 return self._commit_later(item, cast(io.BytesIO, output).getvalue(), stats)
-            # a range's output is put together by the controller, which stamps it then
-            stamp = None if item.ranged else self._stamp(item, output)
+            stamp = self._stamp(item, output)
         except InstanceLostError:
             raise  # not the file's doing: the executor runs it elsewhere
         except StorageError as exc:
@@ -268,9 +267,9 @@ class TransformWorker:
         self.data_log.write(f"{item.display}: {errors.count} records failed; see {url}")
 
     def _stamp(self, item: WorkItem, output: BinaryIO) -> str | None:
-        """The committed output's size and ETag or mtime, for resume: from the commit's own
-        answer where there is one, else from the store."""
-        return objects.committed_stamp(output) or objects.stamp(item.output_url)
+        """The committed output's (a range's: its part's) size and ETag or mtime, for
+        resume: from the commit's own answer where there is one, else from the store."""
+        return objects.committed_stamp(output) or objects.stamp(part_url(item))
 
     def _probe(self, batch: Batch) -> bytes:
         """One attempt, no retries: for the halves of a failing batch (record errors)."""
