@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchtransform import config, manifests, objects
-from batchtransform.assembly import RangedOutputs, part_url, whole_item
+from batchtransform.assembly import (
+    RangedOutputs,
+    keep_parts_seconds,
+    part_url,
+    sweep_kept_parts,
+    whole_item,
+)
 from batchtransform.data.record_errors import errors_part_url, errors_url, limit_from
 from batchtransform.errors import BatchTransformError, StorageError, one_line
 from batchtransform.executors import Event, Executor, create_executor
@@ -61,6 +67,9 @@ class Progress:
     counters: dict[int, dict[str, int]] = field(default_factory=dict)  # per item
     queued: dict[str, Any] | None = None  # the job's place while it waits for its turn
     resumes: int = 0  # how often the job was resumed (ResumeTransformJob)
+    # range parts written whose object is not put together yet: kept for a resume if the
+    # run ends so, even by a killed controller (saved with the progress)
+    kept_parts: int = 0
     latencies: dict[int, Latency] = field(default_factory=dict)  # per item: its model calls
 
     def as_record(self) -> dict[str, Any]:
@@ -78,6 +87,7 @@ class Progress:
             "latency": Latency.merged(self.latencies.values()).as_record(),
             **({"queued": self.queued} if self.queued else {}),
             **({"resumes": self.resumes} if self.resumes else {}),
+            **({"kept_parts": self.kept_parts} if self.kept_parts else {}),
         }
 
 
@@ -116,6 +126,9 @@ class JobRun:
         turn = Turn(self.job, self.executor)  # the job's place in this machine's queue
         try:
             items = self._plan()
+            if not self.objects:  # nothing to run: the plan ended the job
+                return
+            finished = True  # a resumed job may find all its work done
             if items:
                 admitted = turn.admit(
                     min(self.job.instance_count, len(items)),  # more would only idle
@@ -134,9 +147,9 @@ class JobRun:
                         self._should_stop,
                     )
                 self._settle_in_flight()
-                self.ranged.discard_unpublished()
-                manifests.write_capture(self.job, self.objects, self.completed)
-                self._finish(finished)
+            self._keep_parts()
+            manifests.write_capture(self.job, self.objects, self.completed)
+            self._finish(finished)
         except BatchTransformError as exc:
             self._end(JobStatus.FAILED, f"ClientError: {exc}")
         except Exception as exc:
@@ -144,6 +157,20 @@ class JobRun:
             self._end(JobStatus.FAILED, f"InternalServerError: {type(exc).__name__}: {exc}")
         finally:
             turn.close()
+        _sweep_kept_parts(self.store)
+
+    def _keep_parts(self) -> None:
+        """The parts of objects not put together stay for a resume (counted in the
+        progress, for ``sweep_kept_parts``), unless none are to be kept."""
+        if self.progress.kept_parts and keep_parts_seconds() == 0:
+            self.ranged.discard_unpublished()
+            self.progress.kept_parts = 0
+        elif self.progress.kept_parts:
+            print(
+                f"kept {self.progress.kept_parts} range parts for a resume",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _plan(self) -> list[WorkItem]:
         found = self._list_inputs()
@@ -163,31 +190,33 @@ class JobRun:
     def _not_committed(self, items: list[WorkItem]) -> list[WorkItem]:
         """A resumed job's work: the items without a committed output that is still there
         as it was committed, or whose output lacks failed records (record errors), which
-        may pass now. The others count as done, with their first run's counters."""
+        may pass now. The others count as done, with their first run's counters; a range
+        whose part an earlier run kept waits for its object's other ranges."""
         commits = {commit.item_key: commit for commit in self.store.list_commits(self.record.name)}
-        left = []
+        left, kept = [], []
         for item in items:
-            whole = whole_item(item)  # a range runs again unless its object's output is there
-            commit = commits.get(whole.key)
-            if (
-                commit is None
-                or commit.output_url != whole.output_url
-                or commit.counters.get("failed_records", 0) > 0
-                or _stamp(whole.output_url) != commit.stamp
-            ):
+            whole = whole_item(item)
+            if commit := _unchanged(commits.get(whole.key), whole):
+                if item.part == 1:
+                    self.progress.objects_completed += 1
+                    self.progress.counters[whole.index] = dict(commit.counters)
+                    self.completed.append(whole)
+            elif item.ranged and (commit := _unchanged(commits.get(item.key), item)):
+                self.progress.counters[item.index] = dict(commit.counters)
+                kept.append(item)
+            else:
                 left.append(item)
-                if item.part == 1 and self.record_limit is not None:
-                    _remove_errors(self.job, whole)  # the last run's, if any: redone now
-            elif item.part == 1:
-                self.progress.objects_completed += 1
-                self.progress.counters[whole.index] = dict(commit.counters)
-                self.completed.append(whole)
+                if self.record_limit is not None:  # the last run's, if any: redone now
+                    _remove_errors(self.job, item)
         print(
             f"resumed: {len(items) - len(left)} of {len(items)} work items have their output "
-            "already",
+            f"already ({len(kept)} of them as kept range parts)",
             file=sys.stderr,
             flush=True,
         )
+        for last in self.ranged.kept(kept):  # objects whose every range was kept
+            self._publish(last)
+        self.progress.kept_parts = self.ranged.unpublished()
         return left
 
     def _range_bytes(self) -> int:
@@ -253,7 +282,7 @@ class JobRun:
         if result.latency is not None:
             self.progress.latencies[event.item.index] = result.latency
         if event.item.ranged:
-            self._range_done(event.item, result.ok, result.reason)
+            self._range_done(event.item, result.ok, result.reason, result.output_stamp)
             return
         if result.ok:
             self.progress.objects_completed += 1
@@ -286,7 +315,7 @@ class JobRun:
             if written is None or written < self.started_at[index] - _CLOCK_SLACK_SECONDS:
                 pass
             elif item.ranged:
-                self._range_done(item, True, None)
+                self._range_done(item, True, None, _stamp(part_url(item)))
             else:
                 self.progress.objects_completed += 1
                 self.completed.append(item)
@@ -303,27 +332,35 @@ class JobRun:
         if counters is None:
             counters = self.progress.counters.get(item.index, {})
         self.commits.append(
-            CommitRecord(self.record.name, item.key, item.output_url, stamp, counters, time.time())
+            CommitRecord(self.record.name, item.key, part_url(item), stamp, counters, time.time())
         )
 
-    def _range_done(self, item: WorkItem, ok: bool, reason: str | None) -> None:
+    def _range_done(
+        self, item: WorkItem, ok: bool, reason: str | None, stamp: str | None = None
+    ) -> None:
         """A range ended: its object fails with its first failed range (once), and is
-        published when its last part is written."""
+        published when its last part is written. A written part is committed as any
+        output, so that a resumed job keeps it if its object is not published now."""
         if not ok:
             if self.ranged.fail(item):
                 self._item_failed(item, reason or f"{item.label}: failed")
-        elif self.ranged.part_written(item):
-            try:
-                self.ranged.publish(item)
-            except StorageError as exc:
-                self._item_failed(item, f"{item.display}: {exc}")
-                return
-            print(
-                f"{item.display}: assembled from {item.parts} ranges", file=sys.stderr, flush=True
-            )
-            self.progress.objects_completed += 1
-            self.completed.append(whole_item(item))
-            self._object_published(item)
+        else:
+            self._committed(item, stamp)
+            if self.ranged.part_written(item):
+                self._publish(item)
+        self.progress.kept_parts = self.ranged.unpublished()
+
+    def _publish(self, item: WorkItem) -> None:
+        """Put the object of ``item``, its last range in, together from its parts."""
+        try:
+            self.ranged.publish(item)
+        except StorageError as exc:
+            self._item_failed(item, f"{item.display}: {exc}")
+            return
+        print(f"{item.display}: assembled from {item.parts} ranges", file=sys.stderr, flush=True)
+        self.progress.objects_completed += 1
+        self.completed.append(whole_item(item))
+        self._object_published(item)
 
     def _object_published(self, item: WorkItem) -> None:
         """A ranged object's output is whole: its ranges' errors files are joined into one
@@ -435,6 +472,18 @@ def _sweep(output_url: str) -> None:
         print(f"could not clean up after {output_url}: {exc}", file=sys.stderr, flush=True)
 
 
+def _sweep_kept_parts(store: Store) -> None:
+    """Remove the parts other jobs kept past their time; logged, not raised: this job has
+    ended already."""
+    try:
+        swept = sweep_kept_parts(store)
+    except Exception as exc:  # the store or a setting: the next job to end tries again
+        print(f"could not sweep kept range parts: {exc}", file=sys.stderr, flush=True)
+        return
+    if swept:
+        print(f"removed the kept range parts of {', '.join(swept)}", file=sys.stderr, flush=True)
+
+
 def _join_errors(job: TransformJobSpec, item: WorkItem) -> None:
     """Join the errors files a ranged object's ranges wrote, in range order (so in record
     order), into the object's one errors file. A failure is logged: the output stands."""
@@ -448,10 +497,28 @@ def _join_errors(job: TransformJobSpec, item: WorkItem) -> None:
         print(f"could not join the errors files of {url}: {exc}", file=sys.stderr, flush=True)
 
 
+def _unchanged(commit: CommitRecord | None, item: WorkItem) -> CommitRecord | None:
+    """``commit`` if it is the item's and its output (a range's: its part) is still there as
+    committed, with no failed records (they may pass now); else None: the item runs."""
+    url = part_url(item)
+    if commit is None or commit.output_url != url or commit.counters.get("failed_records", 0):
+        return None
+    return commit if _stamp(url) == commit.stamp else None
+
+
 def _remove_errors(job: TransformJobSpec, item: WorkItem) -> None:
-    """Remove the errors file an earlier run left for work that runs again, so that the
-    file, if any, is this run's. A failure is logged: at worst a stale file stays."""
+    """Remove the errors file an earlier run left for work that runs again (a range's
+    errors part; for an object's first range its joined file too), so that the file, if
+    any, is this run's. A failure is logged: at worst a stale file stays."""
     url = errors_url(job.output_path, item.output_url, job.environment)
+    urls = [url] if item.part == 1 else []
+    if item.ranged:
+        urls.append(errors_part_url(url, item.part, item.parts))
+    for url in urls:
+        _delete(url)
+
+
+def _delete(url: str) -> None:
     try:
         objects.delete(url)
     except StorageError as exc:

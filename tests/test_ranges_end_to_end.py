@@ -5,6 +5,7 @@ of an unfinished object behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -197,11 +198,19 @@ def test_a_failed_range_fails_its_object_naming_the_record_in_the_object(
     reason = description["FailureReason"]
     assert "1 of 2 input objects failed" in reason
     assert "record 251" in reason and "bad.csv (bytes " in reason
-    # the good object is whole; of the bad one nothing is left, no part, no temporary file
-    assert written == {"good.csv.out": "".join(f"out:{n}\n" for n in range(300)).encode()}
+    # the good object is whole; of the bad one only the parts of its other ranges are
+    # left, for a resume: no output, no part of the failed range, no temporary file
+    assert written.pop("good.csv.out") == "".join(f"out:{n}\n" for n in range(300)).encode()
+    failed, parts = map(int, re.findall(r"part (\d+) of (\d+)", reason)[0])
+    assert sorted(written) == [
+        f".bad.csv.out.part-{n:05d}-of-{parts:05d}" for n in range(1, parts + 1) if n != failed
+    ]
 
 
-def test_a_stopped_ranged_job_leaves_no_part(session: Session, tmp_path: Path) -> None:
+def test_a_stopped_ranged_job_keeps_no_part_when_told_not_to(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCHTRANSFORM_KEEP_PARTS_SECONDS", "0")  # no resume wanted
     write_inputs(tmp_path / "in", {"big.csv": "".join(f"{n:04d}\n" for n in range(400))})
     make_model(session, tmp_path, SLOW_HANDLER)
     request = job_request(

@@ -164,10 +164,16 @@ def test_a_killed_instance_holding_small_objects(
 
 
 def test_a_stopped_ranged_job_leaves_nothing_on_s3(
-    moto_s3: S3Server, s3_env: Any, new_bucket: Any, tmp_path: Path
+    moto_s3: S3Server,
+    s3_env: Any,
+    new_bucket: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Parts written, parts under way, parts not begun: after the stop, nothing of the
-    object is left under the output prefix, and no upload is open."""
+    """Parts written, parts under way, parts not begun: after the stop of a job that keeps
+    no parts for a resume, nothing of the object is left under the output prefix, and no
+    upload is open."""
+    monkeypatch.setenv("BATCHTRANSFORM_KEEP_PARTS_SECONDS", "0")
     server = s3_env(moto_s3)
     bucket = new_bucket(server)
     client = server.client()

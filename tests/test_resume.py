@@ -20,6 +20,7 @@ from test_end_to_end import make_model, wait_until, write_inputs
 
 from batchtransform import Session, cli
 from batchtransform.api import ApiServer, ServerConfig
+from batchtransform.assembly import sweep_kept_parts
 from batchtransform.errors import ConflictError
 from batchtransform.service import Service
 
@@ -258,3 +259,150 @@ def test_resume_on_s3_redoes_objects_with_failed_records(
     listed = client.list_objects_v2(Bucket=bucket, Prefix="out/_errors/").get("Contents", [])
     assert listed == [], "the stale errors file was removed"
     assert second["Progress"]["RecordsFailed"] == 0
+
+
+RANGED = "".join(f"line {n}\n" for n in range(300)).replace("line 250\n", "poison\n")
+
+
+def start_ranged_job(
+    session: Session, tmp_path: Path, input_uri: str, output_path: str
+) -> list[str]:
+    """One object in ranges of 524 bytes (five of them), one request a range; the last,
+    holding the poisoned record, fails while the flag is there. The first record of each
+    range, in order."""
+    (tmp_path / "flag").touch()
+    make_model(session, tmp_path, FLAKY_HANDLER)
+    session.create_transform_job(
+        **job_request(
+            input_uri=input_uri,
+            output_path=output_path,
+            ModelClientConfig={"InvocationsMaxRetries": 0},
+            Environment={
+                "JOURNAL": str(tmp_path / "journal"),
+                "FLAG": str(tmp_path / "flag"),
+                "BATCHTRANSFORM_RANGE_SIZE_MB": "0.0005",
+            },
+        )
+    )
+    first = wait_for_end(session, "job-1")
+    assert first["TransformJobStatus"] == "Failed"
+    assert "big.csv (bytes " in str(first["FailureReason"])
+    (tmp_path / "flag").unlink()  # the model is mended
+    firsts = sorted(ranges_run(tmp_path), key=lambda line: int(line.split()[1]))
+    assert len(firsts) == 5 and int(firsts[-1].split()[1]) < 250
+    return firsts
+
+
+def ranges_run(tmp_path: Path) -> list[str]:
+    """The first record of each range the model was sent since the last call (a range is
+    one request here)."""
+    ran = journal(tmp_path)
+    (tmp_path / "journal").unlink(missing_ok=True)
+    return sorted(ran)
+
+
+def test_a_failed_ranged_job_resumes_only_its_missing_and_changed_ranges(
+    session: Session, tmp_path: Path
+) -> None:
+    write_inputs(tmp_path / "in", {"big.csv": RANGED})
+    out = tmp_path / "out"
+    firsts = start_ranged_job(session, tmp_path, str(tmp_path / "in") + "/", str(out))
+    kept = sorted(out.glob(".big.csv.out.part-*"))
+    assert len(kept) == 4 and not (out / "big.csv.out").exists()
+    assert not list(out.glob("*.partial"))
+    kept[0].write_bytes(b"changed by someone\n")  # a kept part changed: its range is redone
+
+    session.resume_transform_job(TransformJobName="job-1")
+    second = wait_for_end(session, "job-1")
+
+    assert second["TransformJobStatus"] == "Completed", second.get("FailureReason")
+    assert (out / "big.csv.out").read_bytes() == echoed(RANGED)  # as one range writes it
+    assert ranges_run(tmp_path) == sorted([firsts[0], firsts[-1]]), "the other three were kept"
+    assert sorted(p.name for p in out.iterdir()) == ["big.csv.out"], "no part is left"
+    progress = second["Progress"]
+    assert progress["RecordsProcessed"] == 300, "kept ranges count their first run's records"
+    assert progress["ObjectsCompleted"] == 1 and progress["ObjectsFailed"] == 0
+
+
+def test_kept_parts_are_swept_once_their_time_is_up(session: Session, tmp_path: Path) -> None:
+    write_inputs(tmp_path / "in", {"big.csv": RANGED})
+    out = tmp_path / "out"
+    start_ranged_job(session, tmp_path, str(tmp_path / "in") + "/", str(out))
+    assert len(list(out.glob(".big.csv.out.part-*"))) == 4
+    store = Service().store
+    assert sweep_kept_parts(store) == [], "kept for a day by default"
+    assert len(list(out.glob(".big.csv.out.part-*"))) == 4
+
+    assert sweep_kept_parts(store, now=time.time() + 86_401) == ["job-1"]
+    assert list(out.iterdir()) == []
+    assert sweep_kept_parts(store, now=time.time() + 86_401) == [], "swept once"
+    ranges_run(tmp_path)
+    session.resume_transform_job(TransformJobName="job-1")  # every range runs again
+    assert wait_for_end(session, "job-1")["TransformJobStatus"] == "Completed"
+    assert (out / "big.csv.out").read_bytes() == echoed(RANGED)
+    assert len(ranges_run(tmp_path)) == 5
+
+
+def test_a_stopped_ranged_job_resumes_only_its_missing_ranges(
+    session: Session, tmp_path: Path
+) -> None:
+    content = "".join(f"{n:04d}\n" for n in range(200))
+    write_inputs(tmp_path / "in", {"big.csv": content})
+    make_model(session, tmp_path, FLAKY_HANDLER)
+    session.create_transform_job(
+        **job_request(
+            input_uri=str(tmp_path / "in") + "/",
+            output_path=str(tmp_path / "out"),
+            BatchStrategy="SingleRecord",
+            TransformResources={"InstanceCount": 2},
+            Environment={
+                "JOURNAL": str(tmp_path / "journal"),
+                "FLAG": str(tmp_path / "flag"),
+                "DELAY": "0.05",
+                "BATCHTRANSFORM_RANGE_SIZE_MB": "0.0002",  # 20 ranges of 10 records
+            },
+        )
+    )
+    out = tmp_path / "out"
+    wait_until(lambda: len(list(out.glob(".big.csv.out.part-*"))) >= 3)
+    session.stop_transform_job(TransformJobName="job-1")
+    assert wait_for_end(session, "job-1")["TransformJobStatus"] == "Stopped"
+    kept = sorted(out.glob(".big.csv.out.part-*"))
+    assert 3 <= len(kept) < 20 and not list(out.glob("*.partial"))
+    done = {line.removeprefix("out:") for part in kept for line in part.read_text().split()}
+    ranges_run(tmp_path)
+
+    session.resume_transform_job(TransformJobName="job-1")
+    assert wait_for_end(session, "job-1")["TransformJobStatus"] == "Completed"
+    assert (out / "big.csv.out").read_bytes() == echoed(content)
+    ran = ranges_run(tmp_path)  # one record a request: every record sent
+    assert set(ran).isdisjoint(done), "the records of kept parts were not sent again"
+    assert set(ran) | done == {f"{n:04d}" for n in range(200)}
+    assert sorted(p.name for p in out.iterdir()) == ["big.csv.out"]
+
+
+def test_a_failed_ranged_job_on_s3_resumes_only_its_missing_and_changed_ranges(
+    moto_s3: S3Server, s3_env: Callable[[S3Server], S3Server], tmp_path: Path
+) -> None:
+    server = s3_env(moto_s3)
+    bucket = server.make_bucket()
+    client = server.client()
+    client.put_object(Bucket=bucket, Key="in/big.csv", Body=RANGED.encode())
+    session = Session()
+    firsts = start_ranged_job(session, tmp_path, f"s3://{bucket}/in/", f"s3://{bucket}/out")
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])
+    kept = sorted(item["Key"] for item in listed)
+    assert kept == [f"out/big.csv.out.part-{n:05d}-of-00005" for n in range(1, 5)]
+    client.put_object(Bucket=bucket, Key=kept[1], Body=b"changed by someone\n")
+
+    session.resume_transform_job(TransformJobName="job-1")
+    second = wait_for_end(session, "job-1")
+
+    assert second["TransformJobStatus"] == "Completed", second.get("FailureReason")
+    body = client.get_object(Bucket=bucket, Key="out/big.csv.out")["Body"].read()
+    assert body == echoed(RANGED)
+    assert ranges_run(tmp_path) == sorted([firsts[1], firsts[-1]]), "the others were kept"
+    listed = client.list_objects_v2(Bucket=bucket, Prefix="out/").get("Contents", [])
+    assert [item["Key"] for item in listed] == ["out/big.csv.out"]
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert second["Progress"]["RecordsProcessed"] == 300
