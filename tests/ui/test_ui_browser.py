@@ -53,6 +53,10 @@ def test_progress_moves_on_the_list(signed_in: Callable[[], Any], dashboard: Any
     expect(row.locator(".status")).to_have_text("Completed", timeout=30_000)
     expect(row.locator(".records")).to_have_text("18")
     assert page.url.endswith("/ui/")  # the page never reloaded: it refreshed itself
+    row.locator(".name a").click()
+    expect(page.locator("#committed tr")).to_have_count(3)  # the store's commits
+    expect(page.locator("#committed")).to_contain_text("part-2.csv.out")
+    page.go_back()
     page.select_option("select[name=status]", "Failed")
     page.click("text=Filter")
     expect(page.locator("tr.empty")).to_contain_text("No jobs match these filters")

@@ -165,10 +165,7 @@ class Dashboard:
     # Pages
 
     def _jobs(self, request: Request, _: Mapping[str, str], session: Session) -> Response:
-        query = web.query_of(request)
-        status, name = query.get("status", ""), query.get("name", "")
-        if status not in _STATUSES:
-            status = ""
+        status, name = _filters(request)
         rows = views.list_jobs(self.service, status, name)
         return self._render(
             "jobs.html", session, rows=rows, status_filter=status, name=name, statuses=_STATUSES
@@ -196,15 +193,11 @@ class Dashboard:
     # JSON views
 
     def _jobs_json(self, request: Request, _: Mapping[str, str]) -> Any:
-        query = web.query_of(request)
-        status = query.get("status", "")
-        return views.list_jobs(
-            self.service, status if status in _STATUSES else "", query.get("name", "")
-        )
+        return views.list_jobs(self.service, *_filters(request))
 
     def _job_json(self, _r: Request, parameters: Mapping[str, str]) -> Any:
         detail = views.job_detail(self.service, parameters["name"])
-        return {key: detail[key] for key in ("row", "committed", "in_flight", "failures", "cost")}
+        return {key: value for key, value in detail.items() if key != "request"}
 
     def _samples_json(self, request: Request, parameters: Mapping[str, str]) -> Any:
         return views.samples(self.service, parameters["name"])
@@ -246,6 +239,13 @@ class Dashboard:
 
 
 _FORBIDDEN = "This action needs a valid session and its CSRF token; reload the page and retry."
+
+
+def _filters(request: Request) -> tuple[str, str]:
+    """The jobs list's status and name filters; a status that is none is no filter."""
+    query = web.query_of(request)
+    status = query.get("status", "")
+    return (status if status in _STATUSES else ""), query.get("name", "")
 
 
 def _decoded(parameters: Mapping[str, str]) -> dict[str, str]:

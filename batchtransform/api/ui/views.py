@@ -15,7 +15,7 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from batchtransform import pricing
 from batchtransform.cloudwatch_logs import LOG_GROUP
@@ -24,7 +24,11 @@ from batchtransform.jobs import JobStatus
 from batchtransform.service import Service
 from batchtransform.store import JobRecord, Query
 
+_Point = TypeVar("_Point")
+
 __all__ = [
+    "MAX_CHART_POINTS",
+    "MAX_COMMITS_SHOWN",
     "MAX_LISTED",
     "job_detail",
     "job_row",
@@ -38,6 +42,8 @@ __all__ = [
 ]
 
 MAX_LISTED = 100  # jobs or models on one list page
+MAX_COMMITS_SHOWN = 200  # the latest committed outputs on a job's page
+MAX_CHART_POINTS = 400  # a longer series is thinned to about this many points
 _MODEL_SCAN = 1000  # the newest jobs searched for a model's users
 _LOG_PAGE = 500  # events sent per log read
 
@@ -98,7 +104,7 @@ def job_detail(service: Service, name: str) -> dict[str, Any]:
     description = service.describe_transform_job({"TransformJobName": name})
     record = service.store.get_job(name)
     progress = record.progress if record else {}
-    commits = service.store.list_commits(name)
+    commits = sorted(service.store.list_commits(name), key=lambda c: c.committed_time)
     return {
         "row": job_row(description),
         "model_name": description["ModelName"],
@@ -112,8 +118,9 @@ def job_detail(service: Service, name: str) -> dict[str, Any]:
                 "failed_records": c.counters.get("failed_records", 0),
                 "time": _shown_time(c.committed_time),
             }
-            for c in sorted(commits, key=lambda c: c.committed_time)
+            for c in commits[-MAX_COMMITS_SHOWN:]
         ],
+        "committed_total": len(commits),
         "in_flight": list(progress.get("in_flight", [])),
         "failures": _failures(progress),
         "cost": _cost(record) if record else {},
@@ -130,7 +137,10 @@ def samples(service: Service, name: str, since: float | None = None) -> dict[str
         if sample.instance:
             point = {"time": sample.time, **sample.values}
             instances.setdefault(sample.instance, []).append(point)
-    return {"throughput": _rates(whole), "instances": instances}
+    return {
+        "throughput": _thinned(_rates(_thinned(whole))),
+        "instances": {name: _thinned(points) for name, points in instances.items()},
+    }
 
 
 def list_models(service: Service) -> list[dict[str, Any]]:
@@ -228,6 +238,16 @@ def _rates(points: Sequence[tuple[float, Mapping[str, float]]]) -> list[dict[str
             rate = (v1.get("records", 0.0) - v0.get("records", 0.0)) / (t1 - t0)
             series.append({"time": t1, "records_per_second": max(rate, 0.0)})
     return series
+
+
+def _thinned(points: Sequence[_Point]) -> list[_Point]:
+    """Every k-th point (and the last), so that a long job's chart stays light to send
+    and draw; rates over the kept whole-job samples average the ones left out."""
+    step = -(-len(points) // MAX_CHART_POINTS) or 1
+    kept = list(points[::step])
+    if points and kept[-1] is not points[-1]:
+        kept.append(points[-1])
+    return kept
 
 
 def _eta(elapsed: float, done: int, total: int) -> float | None:

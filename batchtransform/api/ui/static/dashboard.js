@@ -112,6 +112,9 @@ function refreshJob(name) {
         (i) => [i.object, i.instance, i.records, i.bytes_in], "None.", 4);
       fillTable(document.getElementById("failed-objects"), job.failures,
         (i) => [i.object, i.reason], "None.", 2);
+      const shown = job.committed.length;
+      document.getElementById("committed-count").textContent =
+        job.committed_total > shown ? "(the latest " + shown + " of " + job.committed_total + ")" : "";
       fillTable(document.getElementById("committed"), job.committed,
         (i) => [i.output, i.records, i.failed_records, i.bytes_in, i.bytes_out, i.time], "None yet.", 6);
       await drawCharts(base);
