@@ -115,7 +115,7 @@ def test_figures_match_describe_after_a_completed_and_a_failed_job(
     start_job(client, tmp_path, "good", {"a.csv": "1\n2\n3\n", "b.csv": "4,5\n6,7\n"})
     start_job(client, tmp_path, "bad", {"c.csv": "8\npoison\n", "d.csv": "9\n"}, model="poison")
     described = [wait_ended(service, "good"), wait_ended(service, "bad")]
-    assert [d["TransformJobStatus"] for d in described] == ["Completed", "Failed"]
+    assert [d["TransformJobStatus"] for d in described] == ["Completed", "Failed"], described
 
     figures = scrape(api_server.endpoint_url, auth=(api_server.access_key, api_server.secret_key))
 
@@ -126,6 +126,16 @@ def test_figures_match_describe_after_a_completed_and_a_failed_job(
         assert figure(figures, name) == sum(d["Progress"][member] for d in described), name
     assert figure(figures, "batchtransform_records_processed_total") >= 6, "the good job's 5 + 1"
     assert figure(figures, "batchtransform_objects_failed_total") == 1
+    seconds = sum(d["Progress"]["InstanceSeconds"]["ml.m5.large"] for d in described)
+    assert seconds > 0
+    assert figure(
+        figures, "batchtransform_instance_seconds_total", instance_type="ml.m5.large"
+    ) == (pytest.approx(seconds))
+    # One call per record (SingleRecord): the good job's 5, the bad job's 8 and 9, and
+    # poison twice (sent, then retried once): every call is observed, answered or not.
+    assert figure(figures, "batchtransform_model_invocation_duration_seconds_count") == 9
+    assert figure(figures, "batchtransform_invocation_retries_total") == 1
+    assert figure(figures, "batchtransform_runtime_restarts_total") == 0
     assert figure(figures, "batchtransform_jobs_queued") == 0
     assert figure(figures, "batchtransform_instances_running") == 0, "both jobs have ended"
     assert samples_named(figures, "batchtransform_instance_cpu_ratio") == {}
@@ -156,6 +166,43 @@ def test_a_job_waiting_for_its_turn_counts_as_queued(
         for name in ("second", "first"):
             client.stop_transform_job(TransformJobName=name)
             wait_ended(service, name)
+
+
+def test_a_running_instance_shows_its_latest_cpu_and_memory(
+    api_server: Any, client: Any, model_archive: Callable[[str], str], tmp_path: Path
+) -> None:
+    service = api_server.server.service
+    client.create_model(**model_request("echo", model_archive(SLOW_HANDLER)))
+    start_job(client, tmp_path, "busy", {"a.csv": "1\n" * 300})
+    try:
+        wait_for(
+            lambda: any(s.instance for s in service.job_samples("busy")), "an instance's sample"
+        )
+        figures = scrape(
+            api_server.endpoint_url, auth=(api_server.access_key, api_server.secret_key)
+        )
+        sampled = [s for s in service.job_samples("busy") if s.instance == "instance-1"]
+    finally:
+        client.stop_transform_job(TransformJobName="busy")
+        wait_ended(service, "busy")
+
+    assert figure(figures, "batchtransform_instances_running") == 1
+    labels = {"job": "busy", "instance": "instance-1"}
+    scraped = (
+        figure(figures, "batchtransform_instance_cpu_ratio", **labels) * 100,
+        figure(figures, "batchtransform_instance_memory_ratio", **labels) * 100,
+        figure(figures, "batchtransform_instance_memory_bytes", **labels),
+    )
+    # the scrape came between two reads of the samples: it saw one of those read after it
+    taken = [
+        (s.values["cpu_percent"], s.values["memory_percent"], s.values["memory_bytes"])
+        for s in sampled
+    ]
+    assert any(scraped == pytest.approx(values) for values in taken), (scraped, taken)
+    assert scraped[2] > 10 * 2**20, "the instance's Python holds more than 10 MiB"
+    after = scrape(api_server.endpoint_url, auth=(api_server.access_key, api_server.secret_key))
+    assert figure(after, "batchtransform_instances_running") == 0, "stopped: none runs"
+    assert samples_named(after, "batchtransform_instance_memory_bytes") == {}
 
 
 def test_latency_histograms_add_up_on_the_bounds_all_jobs_share() -> None:
