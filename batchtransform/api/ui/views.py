@@ -77,7 +77,6 @@ def job_row(description: Mapping[str, Any], now: float | None = None) -> dict[st
     return {
         "name": description["TransformJobName"],
         "status": status,
-        "running": not JobStatus(status).terminal,
         "can_stop": status == JobStatus.IN_PROGRESS.value,
         "objects_total": total,
         "objects_done": done,

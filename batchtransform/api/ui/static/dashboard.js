@@ -49,7 +49,7 @@ function jobLink(name) {
 
 function objectsCell(job) {
   const td = el("td", null, { class: "objects" });
-  td.append(el("progress", null, { max: String(job.objects_total || 1), value: String(job.objects_done) }));
+  td.append(el("progress", null, { max: String(job.objects_total || 1), value: String(job.objects_done), title: job.percent + "%" }));
   td.append(" ", el("span", job.objects_done + "/" + job.objects_total));
   return td;
 }
