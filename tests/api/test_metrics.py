@@ -1,5 +1,6 @@
 """``GET /metrics``: real jobs through a real server, scraped over HTTP with httpx and read
-by Prometheus' own parser; the figures checked against Describe's, and who may scrape."""
+by Prometheus' own parser (on SQLite and PostgreSQL); the figures checked against Describe's,
+and who may scrape."""
 
 from __future__ import annotations
 
@@ -109,7 +110,11 @@ def models(client: Any, model_archive: Callable[[str], str]) -> None:
 
 
 def test_figures_match_describe_after_a_completed_and_a_failed_job(
-    api_server: Any, client: Any, models: None, tmp_path: Path
+    database_url: str,  # first: the server opens the database it names
+    api_server: Any,
+    client: Any,
+    models: None,
+    tmp_path: Path,
 ) -> None:
     service = api_server.server.service
     start_job(client, tmp_path, "good", {"a.csv": "1\n2\n3\n", "b.csv": "4,5\n6,7\n"})
