@@ -15,8 +15,9 @@ written, the object gets no output, and what a failed or unfinished range left i
 written stay, each recorded as a commit by the controller, so that a resumed job runs only
 the ranges without one (``kept``) and then puts the object together. The parts of a job
 that is not resumed are removed once it ended ``BATCHTRANSFORM_KEEP_PARTS_SECONDS`` ago
-(default a day), by the next job of the same store to end (``sweep_kept_parts``); ``0``
-removes them at the end of the run, as no resume can use them then.
+(default a day), by the next job of the same store to end or a server's watch
+(``sweep_kept_parts``); ``0`` removes them at the end of the run, as no resume can use
+them then.
 """
 
 from __future__ import annotations

@@ -6,12 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from documents import job_request, model_request
 
 from batchtransform.service import Service
-from batchtransform.store import Query, open_store
+from batchtransform.store import CommitRecord, Query, open_store
 from batchtransform.watch import ControllerWatch
 
 
@@ -71,3 +72,38 @@ def test_the_watch_ends_a_dead_controllers_job_without_a_read(status: str, expec
     finally:
         watch.stop()
     assert record is not None and record.status == expected
+
+
+def test_the_watch_removes_the_range_parts_kept_past_their_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCHTRANSFORM_KEEP_PARTS_SECONDS", "3600")
+    service = service_with_jobs(["old", "recent"])
+    now = time.time()
+    parts = {}
+    for name, ended in (("old", now - 3700), ("recent", now - 60)):
+        part = tmp_path / f".{name}.csv.out.part-00001-of-00002"
+        part.write_bytes(b"out:1\n")
+        parts[name] = part
+        service.store.update_job(
+            name,
+            status="Failed",
+            end_time=ended,
+            last_modified_time=ended,
+            progress={"kept_parts": 1},
+        )
+        commit = CommitRecord(name, f"{name}.csv#0-10", str(part), "6:1", {"records": 1}, ended)
+        service.store.record_commits([commit])
+
+    watch = ControllerWatch(service, interval=0.05, sweep_interval=0.05)
+    watch.start()
+    try:
+        deadline = time.monotonic() + 10
+        while parts["old"].exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        watch.stop()
+    assert not parts["old"].exists(), "kept an hour past its job's end"
+    assert parts["recent"].exists(), "still kept for a resume"
+    old = service.store.get_job("old")
+    assert old is not None and "kept_parts" not in old.progress
