@@ -85,18 +85,27 @@ class Dashboard:
         self.clients.append(client)
         return client
 
-    def start_job(self, name: str, files: int, records: int, model: str = "talker") -> None:
+    def start_job(
+        self,
+        name: str,
+        files: int,
+        records: int,
+        handler: str = TALKING_SLOW_HANDLER,
+        poisoned: int | None = None,
+    ) -> None:
         """A job over ``files`` local CSV files of ``records`` lines, run one record at a
-        time by TALKING_SLOW_HANDLER (about 0.15 s a record)."""
+        time by ``handler`` (TALKING_SLOW_HANDLER: about 0.15 s a record); the file
+        numbered ``poisoned`` holds the word "poison"."""
         client = self.sagemaker()
-        if self.store.get_model(model) is None:
-            folder = write_model(self.root / "model-src", TALKING_SLOW_HANDLER)
-            archive = tar_model(folder, self.root / "model.tar.gz").as_uri()
-            client.create_model(**model_request(model, archive))
+        model = f"model-{name}"
+        folder = write_model(self.root / name / "model-src", handler)
+        archive = tar_model(folder, self.root / name / "model.tar.gz").as_uri()
+        client.create_model(**model_request(model, archive))
         inputs = self.root / name / "in"
         inputs.mkdir(parents=True)
         for n in range(files):
-            (inputs / f"part-{n}.csv").write_text("".join(f"{n},{i}\n" for i in range(records)))
+            word = "poison" if n == poisoned else str(n)
+            (inputs / f"part-{n}.csv").write_text("".join(f"{word},{i}\n" for i in range(records)))
         request = job_request(
             name,
             model,

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from models import POISON_HANDLER
 
 from batchtransform.api.ui.sessions import COOKIE_NAME, Session, SessionKeeper
 from batchtransform.jobs import JobStatus
@@ -277,3 +278,15 @@ def test_a_model_page_shows_its_containers_and_jobs_escaped(
         assert shown in page
     assert "<i>hello" not in page
     assert 'href="/ui/jobs/job-1"' in page
+
+
+def test_a_failed_object_shows_its_reason(dashboard: Any, http: httpx.Client) -> None:
+    dashboard.start_job("poisoned", files=2, records=3, handler=POISON_HANDLER, poisoned=1)
+    dashboard.wait_for_status("poisoned", "Failed", "Completed")
+    dashboard.sign_in(http)
+    failed = http.get("/ui/api/jobs/poisoned").json()["failures"]
+    assert [f["object"] for f in failed] == [f"{dashboard.root}/poisoned/in/part-1.csv"]
+    assert "poisoned record" in failed[0]["reason"]
+    page = http.get("/ui/jobs/poisoned").text
+    assert "poisoned record" in page
+    assert "part-0.csv.out" in page  # the other object's committed output

@@ -75,6 +75,7 @@ def test_a_job_page_follows_the_log_and_stops_the_job(
     expect(logs).to_contain_text("dashboard model loaded", timeout=60_000)
     expect(logs).to_contain_text("dashboard model got", timeout=30_000)
     expect(page.locator("#request-json")).to_contain_text('"TransformJobName": "long"')
+    expect(page.locator("#in-flight")).to_contain_text("instance-1")  # from the job's progress
     page.click("#stop-job")
     expect(page.locator("#job-status")).to_have_text("Stopped", timeout=60_000)
     expect(page.locator("#stop-job")).to_have_count(0)
