@@ -168,7 +168,13 @@ class Dashboard:
         status, name = _filters(request)
         rows = views.list_jobs(self.service, status, name)
         return self._render(
-            "jobs.html", session, rows=rows, status_filter=status, name=name, statuses=_STATUSES
+            "jobs.html",
+            session,
+            rows=rows,
+            status_filter=status,
+            name=name,
+            statuses=_STATUSES,
+            max_listed=views.MAX_LISTED,
         )
 
     def _job(self, _r: Request, parameters: Mapping[str, str], session: Session) -> Response:

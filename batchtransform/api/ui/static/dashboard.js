@@ -197,9 +197,11 @@ function followLogs(name) {
   const read = async () => {
     if (busy || !stream || (token && !follow.checked)) return;
     busy = true;
+    const reading = stream;
     try {
-      const query = "?stream=" + encodeURIComponent(stream) + (token ? "&token=" + encodeURIComponent(token) : "");
+      const query = "?stream=" + encodeURIComponent(reading) + (token ? "&token=" + encodeURIComponent(token) : "");
       const page = await getJSON(base + query);
+      if (reading !== stream) return;  // another stream was chosen meanwhile
       for (const event of page.events) lines.append(el("span", event.time + "  " + event.message + "\n"));
       if (page.events.length) lines.scrollTop = lines.scrollHeight;
       token = page.token;
