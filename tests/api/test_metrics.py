@@ -20,6 +20,7 @@ import pytest
 from documents import job_request, model_request
 from models import ECHO_HANDLER, POISON_HANDLER, SLOW_HANDLER
 from prometheus_client.parser import text_string_to_metric_families
+from runtimes.model_server import write_launcher
 
 from batchtransform.api import ApiServer, ServerConfig
 from batchtransform.api.metrics import METRICS_TOKEN_VARIABLE, metrics_token_from
@@ -144,6 +145,24 @@ def test_figures_match_describe_after_a_completed_and_a_failed_job(
     assert figure(figures, "batchtransform_jobs_queued") == 0
     assert figure(figures, "batchtransform_instances_running") == 0, "both jobs have ended"
     assert samples_named(figures, "batchtransform_instance_cpu_ratio") == {}
+
+
+def test_a_model_server_restarted_mid_job_counts_as_a_restart(
+    api_server: Any, client: Any, tmp_path: Path
+) -> None:
+    """A model server that exits at its 3rd call: started again, that call retried."""
+    service = api_server.server.service
+    environment = {"MODEL_SERVER_MODE": "crash-at", "MODEL_SERVER_CRASH_AT": "3"}
+    container = {"Image": f"process://{write_launcher(tmp_path)}", "Environment": environment}
+    client.create_model(ModelName="echo", PrimaryContainer=container)
+    start_job(client, tmp_path, "crashing", {"a.csv": "1\n2\n3\n4\n"})
+    described = wait_ended(service, "crashing")
+    assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
+
+    figures = scrape(api_server.endpoint_url, auth=(api_server.access_key, api_server.secret_key))
+    assert figure(figures, "batchtransform_runtime_restarts_total") == 1
+    assert figure(figures, "batchtransform_invocation_retries_total") == 1
+    assert figure(figures, "batchtransform_model_invocation_duration_seconds_count") == 4 + 1
 
 
 def test_a_job_waiting_for_its_turn_counts_as_queued(
