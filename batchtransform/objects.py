@@ -46,11 +46,13 @@ from batchtransform.s3_transfer import (
     FILE_READ_OPTIONS,
     S3_PART_SIZE,
     STORE_FAILURES,
+    WHOLE_READ_OPTIONS,
     abort_uploads,
     atomic_upload,
     concatenate_objects,
     describe,
     endpoint,
+    put_whole,
     ranged_read,
 )
 
@@ -323,7 +325,8 @@ def read_bytes(url: str) -> bytes:
     """
     fs, path = _filesystem(url)
     try:
-        return cast(bytes, _retried(fs, lambda: fs.cat_file(path), f"read {url}"))
+        options = WHOLE_READ_OPTIONS if _is_s3(fs) else {}
+        return cast(bytes, _retried(fs, lambda: fs.cat_file(path, **options), f"read {url}"))
     except FileNotFoundError:
         raise
     except STORE_FAILURES as exc:
@@ -333,10 +336,15 @@ def read_bytes(url: str) -> bytes:
 # --- writing -----------------------------------------------------------------------------
 
 
-def write_bytes(url: str, data: bytes) -> None:
-    """Write ``data`` to ``url`` so that readers see either the old object or all of it."""
-    with atomic_writer(url) as stream:
+def write_bytes(url: str, data: bytes, kms_key_id: str | None = None) -> str | None:
+    """Write ``data`` to ``url`` so that readers see either the old object or all of it;
+    the written object's stamp where the commit gave one (``committed_stamp``)."""
+    fs, path = _filesystem(url)
+    if _is_s3(fs):
+        return put_whole(fs, url, path, data, kms_key_id)
+    with atomic_writer(url, kms_key_id) as stream:
         stream.write(data)
+    return committed_stamp(stream)
 
 
 def output_url(output_prefix: str, relative: str) -> str:

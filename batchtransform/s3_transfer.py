@@ -30,11 +30,13 @@ __all__ = [
     "FILE_READ_OPTIONS",
     "S3_PART_SIZE",
     "STORE_FAILURES",
+    "WHOLE_READ_OPTIONS",
     "abort_uploads",
     "atomic_upload",
     "concatenate_objects",
     "describe",
     "endpoint",
+    "put_whole",
     "ranged_read",
 ]
 
@@ -68,6 +70,10 @@ STORE_FAILURES = (OSError, BotoCoreError, ClientError)
 
 # How a file-like S3 read (a tar.gz being unpacked) is opened: it reads ahead one block.
 FILE_READ_OPTIONS: dict[str, Any] = {"block_size": _READ_BLOCK, "cache_type": "readahead"}
+# How a whole object is read in one call (``cat_file``): s3fs would first ask for its size
+# (a HEAD) to fetch a large one in concurrent ranges; these are small (manifests, small
+# inputs), so one GET, which halves the round trips of a job over many small objects.
+WHOLE_READ_OPTIONS: dict[str, Any] = {"max_concurrency": 1}
 
 
 def describe(exc: BaseException) -> str:
@@ -133,6 +139,22 @@ def atomic_upload(fs: Any, url: str, path: str, kms_key_id: str | None) -> Itera
         finally:
             upload.discard()
         raise
+
+
+def put_whole(fs: Any, url: str, path: str, data: bytes, kms_key_id: str | None) -> str | None:
+    """Publish ``data`` as the S3 object at ``path`` and return its stamp (``_Upload.stamp``).
+
+    For an output already whole in memory (a small object's): no thread to upload beside
+    a writer, as ``atomic_upload`` starts one per object; a failure aborts what was sent.
+    """
+    upload = _Upload(fs, url, path, kms_key_id)
+    try:
+        upload.write(data)
+        upload.commit()
+    except BaseException:
+        upload.discard()
+        raise
+    return upload.stamp()
 
 
 def concatenate_objects(

@@ -128,8 +128,9 @@ class TransformWorker:
         try:
             with self._output(item, behind) as output:
                 chunks = self._chunks(item)
+                settings = replace(self.settings, read_ahead=False) if item.small else self.settings
                 records = transform_stream(
-                    chunks, self.settings, self._invoke, stats, errors, self._probe
+                    chunks, settings, self._invoke, stats, errors, self._probe
                 )
                 for chunk in records:
                     output.write(chunk)
@@ -165,17 +166,16 @@ class TransformWorker:
     def _commit_later(
         self, item: WorkItem, data: bytes, stats: PipelineStats
     ) -> Future[ItemResult]:
-        """Upload a small object's output on a thread of its own; the future's result is
-        the item's, as ``process`` would have returned it."""
+        """Upload a small object's output on the commit pool; the future's result is the
+        item's, as ``process`` would have returned it."""
         if self._committer is None:
             self._committer = ThreadPoolExecutor(4, thread_name_prefix="commit")
         return self._committer.submit(self._commit, item, data, self._counters(stats))
 
     def _commit(self, item: WorkItem, data: bytes, counters: dict[str, Any]) -> ItemResult:
         try:
-            with objects.atomic_writer(item.output_url, self.job.output_kms_key) as output:
-                output.write(data)
-            stamp = self._stamp(item, output)
+            url = item.output_url
+            stamp = objects.write_bytes(url, data, self.job.output_kms_key) or objects.stamp(url)
         except (StorageError, OSError) as exc:
             reason = str(exc)
         except Exception as exc:  # a bug must fail the item, not the instance

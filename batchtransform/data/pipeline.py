@@ -45,6 +45,9 @@ class PipelineSettings:
 
     ``max_payload_bytes`` is MaxPayloadInMB in bytes; 0 means no limit. ``processing`` is
     the per-record work of DataProcessing and GenerateInferenceId; None means none.
+    ``read_ahead`` cuts the next mini-batches on a thread while the model works: worth it
+    for an object of many batches, not for a small one already in memory, whose one batch
+    would wait for the thread to start (a thread per object, with many objects).
     """
 
     compression: str = "None"  # CompressionType
@@ -54,6 +57,7 @@ class PipelineSettings:
     max_concurrent: int = 1  # MaxConcurrentTransforms
     assemble_with: str = "None"  # AssembleWith
     processing: RecordProcessing | None = None
+    read_ahead: bool = True
 
 
 @dataclass
@@ -159,7 +163,7 @@ def _processed_stream(
     if processing.filters_input:
         records = filter_inputs(records, processing)
     batches = _observe(_batches(in_blocks(records), settings), stats.count_batch)
-    answered = ordered_map(_answered(invoke), read_ahead(batches), settings.max_concurrent)
+    answered = ordered_map(_answered(invoke), _ahead(batches, settings), settings.max_concurrent)
     outputs = process_responses(answered, processing, originals)
     output = _observe(assemble(outputs, settings.assemble_with), stats.count_output)
     return _closing(output, answered)
@@ -173,9 +177,13 @@ def _answers(
 ) -> Generator[bytes, None, None]:
     """Call the model and assemble its responses as they are: no per-record work."""
     batches = _observe(batches, stats.count_batch)
-    responses = ordered_map(invoke, read_ahead(batches), settings.max_concurrent)
+    responses = ordered_map(invoke, _ahead(batches, settings), settings.max_concurrent)
     output = _observe(assemble(responses, settings.assemble_with), stats.count_output)
     return _closing(output, responses)
+
+
+def _ahead(batches: Iterable[Batch], settings: PipelineSettings) -> Iterable[Batch]:
+    return read_ahead(batches) if settings.read_ahead else batches
 
 
 def _batches(blocks: Iterable[list[bytes]], settings: PipelineSettings) -> Iterator[Batch]:

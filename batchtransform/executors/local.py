@@ -3,9 +3,10 @@
 Each instance is a ``spawn``-ed process (a clean interpreter, as a real instance is) talking
 to the executor over its own pipe. Items are handed out one at a time to whichever instance
 asks, so a slow file never holds up the others; small objects (``WorkItem.small``) go out
-up to four at a time while enough are left for every instance, so that the instance
-fetches the next inputs and uploads the last outputs while it works on one, and never
-waits on this process between objects; it reports their results in the order they came.
+several in one message, up to four held at a time, while enough are left for every
+instance, so that the instance fetches the next inputs and uploads the last outputs while
+it works on one, and never waits on this process between objects; it reports their
+results in the order they came.
 A pipe per instance, rather than one shared queue, means an instance killed mid-item
 cannot corrupt anyone else's channel, and the executor always knows which items it held
 (one sent ahead goes back to the queue, no try spent, if its instance dies).
@@ -227,27 +228,30 @@ class _Run:
 
     def _dispatch(self, instance: _Instance) -> None:
         """Give an instance its next item if it has none and, while it and the next ones
-        are small objects and enough are left for every other instance, up to
-        ``_SMALL_AHEAD`` more: the instance fetches their inputs
-        and commits their outputs while it works on others, and never waits for this
-        process between them. Each counts as started when it is sent, since the instance
-        may begin it at once; their results come back in the order they were sent."""
+        are small objects and enough are left for every other instance, more, up to
+        ``_SMALL_AHEAD`` beyond the one it works on, all in one message: the instance
+        fetches their inputs and commits their outputs while it works on others, and never
+        waits for this process between them. Each counts as started when it is sent, since
+        the instance may begin it at once; their results come back in the order sent."""
+        sent = []
         if instance.item is None:
             if not self.pending:
                 instance.closing = True
                 _send(instance.conn, None)
                 return
             instance.item, instance.attempts = self.pending.popleft()
-            self.on_event(Event(EventKind.ITEM_STARTED, instance.index, instance.item))
-            _send(instance.conn, instance.item)
+            sent.append(instance.item)
         while (
             len(instance.ahead) < _SMALL_AHEAD
             and len(self.pending) > len(self.instances)  # enough left for the others too
             and _small(instance.item, self.pending[0][0])
         ):
             instance.ahead.append(self.pending.popleft())
-            self.on_event(Event(EventKind.ITEM_STARTED, instance.index, instance.ahead[-1][0]))
-            _send(instance.conn, instance.ahead[-1][0])
+            sent.append(instance.ahead[-1][0])
+        for item in sent:
+            self.on_event(Event(EventKind.ITEM_STARTED, instance.index, item))
+        if sent:
+            _send(instance.conn, sent)
 
     def _reap(self, instance: _Instance) -> None:
         """Handle an instance's end, exactly once: it is no longer in ``instances`` after."""
@@ -434,19 +438,21 @@ _FINISHED = object()
 
 
 def _items(conn: Connection, worker: Any) -> Iterator[Any]:
-    """The items the executor sends, in order, until it sends None (EOFError if it goes
-    away). A thread receives them, so that one sent ahead of its turn (``_Run._dispatch``)
-    reaches the worker's ``prefetch``, if it has one, while the current one runs."""
+    """The items the executor sends (lists of them), in order, until it sends None
+    (EOFError if it goes away). A thread receives them, so that those sent ahead of their
+    turn (``_Run._dispatch``) reach the worker's ``prefetch``, if it has one, while the
+    current one runs."""
     arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
     prefetch = getattr(worker, "prefetch", None)
 
     def receive() -> None:
         try:
-            while (item := conn.recv()) is not None:
-                if prefetch is not None:
-                    with contextlib.suppress(Exception):  # only a head start: never fatal
-                        prefetch(item)
-                arrived.put(item)
+            while (items := conn.recv()) is not None:
+                for item in items:
+                    if prefetch is not None:
+                        with contextlib.suppress(Exception):  # only a head start: never fatal
+                            prefetch(item)
+                    arrived.put(item)
         except (EOFError, OSError):
             arrived.put(EOFError)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -222,3 +223,29 @@ def test_bad_settings_fail_before_reading(settings: PipelineSettings):
 
     with pytest.raises(ValueError, match=r"unknown|concurrency"):
         transform_stream(never_read(), settings, echo)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        PipelineSettings(split_type="Line", max_payload_bytes=8, assemble_with="Line"),
+        PipelineSettings(split_type="Line", batch_strategy="SingleRecord", assemble_with="Line"),
+    ],
+    ids=["line-multirecord", "single-record"],
+)
+def test_without_read_ahead_the_same_output_comes_from_the_callers_thread(
+    settings: PipelineSettings,
+):
+    """A small object's pipeline cuts its batches where it runs: no thread per object."""
+    seen: set[str] = set()
+
+    def traced(batch: Batch) -> bytes:
+        seen.update(thread.name for thread in threading.enumerate())
+        return upper(batch)
+
+    ahead = run(CSV, settings, traced)
+    assert "read-ahead" in seen
+    seen.clear()
+    alone = run(CSV, replace(settings, read_ahead=False), traced)
+    assert alone == ahead
+    assert "read-ahead" not in seen
