@@ -44,6 +44,9 @@ OPENBLAS_SPIN = "20"
 # is not always the file's doing (an instance killed from outside, a machine's memory
 # pressure), so one unlucky retry does not charge the file; three deaths in a row do.
 MAX_ATTEMPTS = 3
+# Small objects an instance holds beyond the one it works on: it fetches their inputs and
+# commits their outputs meanwhile, and never waits on the executor between them.
+SMALL_AHEAD = 3
 
 
 class Worker(Protocol):
@@ -128,3 +131,9 @@ def retry_or_lose(
         return None
     said = "once" if tries == 1 else f"{tries} times"
     return f"{reason} (tried {said})"
+
+
+def small(*items: Any) -> bool:
+    """Whether the items say they are small enough to be handed out one behind another
+    (``plan.WorkItem.small``); items that do not say are not."""
+    return all(getattr(item, "small", False) for item in items)

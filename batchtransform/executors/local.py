@@ -51,6 +51,7 @@ from batchtransform.errors import BatchTransformError, InstanceLostError
 from batchtransform.executors import sessions
 from batchtransform.executors.base import (
     OPENBLAS_SPIN,
+    SMALL_AHEAD,
     SPIN_VARIABLE,
     THREAD_VARIABLES,
     Event,
@@ -58,6 +59,7 @@ from batchtransform.executors.base import (
     Executor,
     WorkerFactory,
     retry_or_lose,
+    small,
 )
 from batchtransform.executors.sampling import InstanceSampler, memory_limit
 
@@ -71,9 +73,6 @@ _MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thres
 # How long an instance whose controller is gone has to stop its model after SIGTERM before
 # it ends itself outright (a handler stuck in native code never sees the SIGTERM).
 _ORPHAN_GRACE_SECONDS = 10.0
-# Small objects an instance holds beyond the one it works on: their inputs are fetched and
-# their outputs uploaded meanwhile (``prefetch``, ``TransformWorker.commit_behind``).
-_SMALL_AHEAD = 3
 _LOST_EXIT_CODE = 70  # an instance that abandoned its item (its reason came on the pipe)
 
 
@@ -229,7 +228,7 @@ class _Run:
     def _dispatch(self, instance: _Instance) -> None:
         """Give an instance its next item if it has none and, while it and the next ones
         are small objects and enough are left for every other instance, more, up to
-        ``_SMALL_AHEAD`` beyond the one it works on, all in one message: the instance
+        ``SMALL_AHEAD`` beyond the one it works on, all in one message: the instance
         fetches their inputs and commits their outputs while it works on others, and never
         waits for this process between them. Each counts as started when it is sent, since
         the instance may begin it at once; their results come back in the order sent."""
@@ -242,9 +241,9 @@ class _Run:
             instance.item, instance.attempts = self.pending.popleft()
             sent.append(instance.item)
         while (
-            len(instance.ahead) < _SMALL_AHEAD
+            len(instance.ahead) < SMALL_AHEAD
             and len(self.pending) > len(self.instances)  # enough left for the others too
-            and _small(instance.item, self.pending[0][0])
+            and small(instance.item, self.pending[0][0])
         ):
             instance.ahead.append(self.pending.popleft())
             sent.append(instance.ahead[-1][0])
@@ -314,12 +313,6 @@ def _instance_environment(slot_environment: Mapping[str, str]) -> Iterator[None]
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _small(*items: Any) -> bool:
-    """Whether the items say they are small enough to be handed out one behind another
-    (``plan.WorkItem.small``); items that do not say are not."""
-    return all(getattr(item, "small", False) for item in items)
 
 
 def _exited(process: BaseProcess, timeout: float | None = 0.0) -> bool:
@@ -410,11 +403,11 @@ def _instance_main(conn: Connection, factory: WorkerFactory, index: int, threads
 class _Results:
     """Sends each item's result, in the order the items came, as it is ready: a worker's
     result may be a future (an upload still under way) while it goes on with the next
-    item. At most ``_SMALL_AHEAD`` + 1 wait, which the executor's dispatch bounds anyway."""
+    item. At most ``SMALL_AHEAD`` + 1 wait, which the executor's dispatch bounds anyway."""
 
     def __init__(self, channel: _Channel) -> None:
         self.channel = channel
-        self.waiting: queue.Queue[Any] = queue.Queue(maxsize=_SMALL_AHEAD + 1)
+        self.waiting: queue.Queue[Any] = queue.Queue(maxsize=SMALL_AHEAD + 1)
         self.thread = threading.Thread(target=self._send, name="results", daemon=True)
         self.thread.start()
 

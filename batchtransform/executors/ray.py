@@ -2,8 +2,10 @@
 
 The same contract as the local executor (``base.Executor``), the same worker factory: each
 instance is an actor that builds its worker once, then is handed items one at a time by
-whichever actor is free. Actors read their inputs and write their outputs straight from
-and to the object store; only items, progress counters and results pass through here.
+whichever actor is free; small objects several at a time, their calls queued on the actor
+in order, so that it goes from one to the next without waiting on this process. Actors
+read their inputs and write their outputs straight from and to the object store; only
+items, progress counters and results pass through here.
 
 Resources: an actor asks Ray for what its instance type has (``instance_resources`` of
 the factory: vCPUs, memory, GPUs; one CPU for ``local`` and unknown types), so Ray's own
@@ -42,6 +44,7 @@ from batchtransform import config
 from batchtransform.errors import BatchTransformError, ExecutorError, InstanceLostError
 from batchtransform.executors.base import (
     OPENBLAS_SPIN,
+    SMALL_AHEAD,
     SPIN_VARIABLE,
     THREAD_VARIABLES,
     Event,
@@ -50,6 +53,7 @@ from batchtransform.executors.base import (
     Worker,
     WorkerFactory,
     retry_or_lose,
+    small,
 )
 from batchtransform.executors.sampling import InstanceSampler, memory_limit
 from batchtransform.instance_types import InstanceResources
@@ -57,6 +61,7 @@ from batchtransform.instance_types import InstanceResources
 __all__ = ["ADDRESS_VARIABLE", "RayExecutor", "ResourcedFactory"]
 
 ADDRESS_VARIABLE = "RAY_ADDRESS"
+_ITEMS, _POLLS = "items", "polls"  # an actor's concurrency groups
 _POLL_SECONDS = 0.25
 _PROGRESS_SECONDS = 0.5
 _PROBE_SECONDS = 5.0
@@ -218,15 +223,28 @@ def _shortfall(resource: str, wanted: float, largest: float) -> str:
 
 
 @dataclass
+class _Held:
+    """An item sent to an actor: its tries before this one, and the call that runs it."""
+
+    item: Any
+    attempts: int
+    call: Any
+
+
+@dataclass
 class _Actor:
     index: int
     handle: Any
-    call: Any  # the pending call: start, then each item's process
-    item: Any = None
-    attempts: int = 0
+    starting: Any  # the pending start call, None once it answered
+    held: deque[_Held] = field(default_factory=deque)  # sent, in order: the first under way
     ready: bool = False
     poll: Any = None  # a pending progress poll
     last_poll: float = field(default_factory=time.monotonic)
+
+    @property
+    def item(self) -> Any:
+        """The item under way (None if none)."""
+        return self.held[0].item if self.held else None
 
 
 class _RayRun:
@@ -244,12 +262,10 @@ class _RayRun:
         self.actors: dict[int, _Actor] = {}
         self.replacements = 0  # set by the executor
         self.started = 0
-        self.actor_class = ray.remote(_InstanceActor).options(
-            num_cpus=shape.num_cpus,
-            num_gpus=shape.num_gpus,
-            memory=shape.memory,
-            max_concurrency=2,  # an item's call, and the polls beside it
-            max_restarts=0,
+        # items one at a time, in the order sent; polls (and read-aheads) beside them
+        grouped = ray.remote(concurrency_groups={_ITEMS: 1, _POLLS: 1})(_InstanceActor)
+        self.actor_class = grouped.options(
+            num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, memory=shape.memory, max_restarts=0
         )
         self.environment = _actor_environment(shape)
 
@@ -264,7 +280,7 @@ class _RayRun:
         while self.actors:
             if should_stop():
                 return False
-            by_ref = {actor.call: actor for actor in self.actors.values()}
+            by_ref = {call: actor for actor in self.actors.values() for call in _calls(actor)}
             polls = {actor.poll: actor for actor in self.actors.values() if actor.poll}
             ready, _ = self.ray.wait(
                 [*by_ref, *polls], num_returns=1, timeout=_POLL_SECONDS, fetch_local=True
@@ -287,7 +303,7 @@ class _RayRun:
             self._lost(actor, f"the instance failed: {_first_line(exc)}", None)
             return
         if kind == "ready":
-            actor.ready = True
+            actor.starting, actor.ready = None, True
             print(f"instance {actor.index} runs on Ray node {detail}", file=sys.stderr, flush=True)
             self.on_event(Event(EventKind.READY, actor.index, detail=detail))
             self._dispatch(actor)
@@ -295,10 +311,12 @@ class _RayRun:
             self._forget(actor)
             self.on_event(Event(EventKind.START_FAILED, actor.index, detail=detail))
         elif kind == "done":
-            item, actor.item = actor.item, None
-            self.on_event(Event(EventKind.ITEM_DONE, actor.index, item, detail))
+            held = _first(actor, ref)
+            actor.held.popleft()
+            self.on_event(Event(EventKind.ITEM_DONE, actor.index, held.item, detail))
             self._dispatch(actor)
         else:  # "lost": the worker gave up its item
+            _first(actor, ref)
             reason, attempts = detail
             self._lost(actor, reason, attempts)
 
@@ -320,17 +338,35 @@ class _RayRun:
         for actor in self.actors.values():
             if actor.poll is None and now - actor.last_poll >= _PROGRESS_SECONDS:
                 actor.last_poll = now
-                actor.poll = actor.handle.poll.remote()
+                actor.poll = actor.handle.poll.options(concurrency_group=_POLLS).remote()
 
     def _dispatch(self, actor: _Actor) -> None:
-        if not self.pending:
+        """Send an actor its next item if it holds none and, while it and the next ones are
+        small objects and enough are left for every other actor, more, up to
+        ``SMALL_AHEAD`` beyond the one under way: Ray queues their calls on the actor, which
+        goes from one to the next without a round trip to this process, and reads their
+        inputs ahead. Each counts as started when it is sent."""
+        if not self.pending and not actor.held:
             self._forget(actor)
             return
-        actor.item, actor.attempts = self.pending.popleft()
-        self.on_event(Event(EventKind.ITEM_STARTED, actor.index, actor.item))
-        actor.call = actor.handle.process.remote(actor.item)
+        while self.pending and (
+            not actor.held
+            or (
+                len(actor.held) <= SMALL_AHEAD
+                and len(self.pending) > len(self.actors)  # enough left for the others too
+                and small(actor.held[-1].item, self.pending[0][0])
+            )
+        ):
+            self._send(actor, *self.pending.popleft())
         if not self.pending:
             self._forget_unstarted()
+
+    def _send(self, actor: _Actor, item: Any, attempts: int) -> None:
+        self.on_event(Event(EventKind.ITEM_STARTED, actor.index, item))
+        if actor.held:  # waits behind another: its input can be read meanwhile
+            actor.handle.prefetch.options(concurrency_group=_POLLS).remote(item)
+        call = actor.handle.process.options(concurrency_group=_ITEMS).remote(item)
+        actor.held.append(_Held(item, attempts, call))
 
     def _forget_unstarted(self) -> None:
         """Every item is taken: actors still starting (or waiting for the cluster's room)
@@ -343,22 +379,24 @@ class _RayRun:
         """An actor's end other than a clean finish: reported once, its item run again."""
         self._forget(actor)
         self.on_event(Event(EventKind.INSTANCE_LOST, actor.index, actor.item, reason))
-        if actor.item is not None:
-            self._requeue(actor, reason, allowed)
+        if actor.held:
+            under_way = actor.held.popleft()
+            # those sent behind it were never begun: back to the queue, no try spent
+            self.pending.extendleft((h.item, h.attempts) for h in reversed(actor.held))
+            self._requeue(actor, under_way, reason, allowed)
         if self.pending and self.replacements > 0:
             self.replacements -= 1
             self.start_instance()
 
-    def _requeue(self, actor: _Actor, reason: str, allowed: int | None) -> None:
-        tries = actor.attempts + 1
-        detail = retry_or_lose(self.pending, actor.item, tries, allowed, reason)
+    def _requeue(self, actor: _Actor, held: _Held, reason: str, allowed: int | None) -> None:
+        detail = retry_or_lose(self.pending, held.item, held.attempts + 1, allowed, reason)
         if detail is not None:
-            self.on_event(Event(EventKind.ITEM_LOST, actor.index, actor.item, detail))
+            self.on_event(Event(EventKind.ITEM_LOST, actor.index, held.item, detail))
 
     def _forget(self, actor: _Actor) -> None:
         """Take the actor out of the run and end it; a finished worker is stopped first."""
         present = self.actors.pop(actor.index, None) is not None
-        if actor.ready and actor.item is None:
+        if actor.ready and not actor.held:
             with contextlib.suppress(Exception):
                 self.ray.get(actor.handle.stop.remote(), timeout=30)
         self._kill(actor)
@@ -375,6 +413,21 @@ class _RayRun:
             self._kill(actor)
             self.on_event(Event(EventKind.INSTANCE_ENDED, actor.index))
         self.actors.clear()
+
+
+def _calls(actor: _Actor) -> list[Any]:
+    """The actor's pending calls: its start, or the items it holds."""
+    return [held.call for held in actor.held] if actor.starting is None else [actor.starting]
+
+
+def _first(actor: _Actor, call: Any) -> _Held:
+    """The item whose ``call`` answered, put first among those the actor holds: Ray keeps
+    the order of calls in a group of one thread, so it is first already, unless the order
+    was not kept; then the item that answered is the one to count."""
+    held = next(h for h in actor.held if h.call == call)
+    actor.held.remove(held)
+    actor.held.appendleft(held)
+    return held
 
 
 def _actor_environment(shape: ActorShape) -> dict[str, str]:
@@ -423,8 +476,9 @@ def _first_line(exc: BaseException) -> str:
 class _InstanceActor:
     """One instance: its worker, built once, then items one at a time.
 
-    Threaded (two calls at once), so that the executor's polls for progress are answered
-    while an item runs.
+    Threaded, in concurrency groups of one thread each: items in the order they were sent,
+    and beside them the executor's polls for progress and the read-aheads of the items
+    waiting their turn, answered while an item runs.
     """
 
     def __init__(self, environment: dict[str, str]) -> None:
@@ -447,6 +501,13 @@ class _InstanceActor:
             return "start_failed", _describe(exc)
         self.worker = worker
         return "ready", ray.get_runtime_context().get_node_id()
+
+    def prefetch(self, item: Any) -> None:
+        """Start reading an item's input before its turn, if the worker can."""
+        prefetch = getattr(self.worker, "prefetch", None)
+        if prefetch is not None:
+            with contextlib.suppress(Exception):  # only a head start: never fatal
+                prefetch(item)
 
     def process(self, item: Any) -> tuple[str, Any]:
         assert self.worker is not None

@@ -159,6 +159,27 @@ class TestExecutorContract:
         assert streams == 3 if executor == "local" else 2 <= streams <= 3
         assert_no_process_left(batchtransform_home, ray_sessions)
 
+    def test_a_killed_instance_holding_several_small_files_runs_each_once(
+        self, executor: str, tmp_path: Path, batchtransform_home: Path, ray_sessions: list[int]
+    ) -> None:
+        """Small files go out several to an instance; the killed one's, under way and sent
+        behind it, run elsewhere: each output exact, each file counted once."""
+        session = Session()
+        make_model(session, tmp_path, SLOW_HANDLER)
+        files = {f"f{i:02d}.csv": f"{i}-a\n{i}-b\n" for i in range(12)}
+        start_job(
+            session, tmp_path, files, BatchStrategy="SingleRecord",
+            TransformResources={"InstanceCount": 2},
+        )  # fmt: skip
+        wait_until(lambda: records_done(session) > 2, what="the first files")
+        os.kill(instance_pids(batchtransform_home, ray_sessions)[0], signal.SIGKILL)
+
+        description = wait_for_end(session, "job-1")
+        assert description["TransformJobStatus"] == "Completed", description.get("FailureReason")
+        assert outputs(tmp_path / "out") == {f"{k}.out": echoed(v) for k, v in files.items()}
+        assert description["Progress"]["ObjectsCompleted"] == len(files)
+        assert_no_process_left(batchtransform_home, ray_sessions)
+
     def test_instances_are_sampled_and_their_seconds_counted(
         self, executor: str, tmp_path: Path
     ) -> None:
