@@ -20,8 +20,9 @@ from batchtransform.plan import WorkItem
 __all__ = ["Prefetcher"]
 
 
-# Reads under way at once: as many as the objects an instance holds (``executors.local``),
-# so that each store round trip overlaps the others instead of queueing behind them.
+# Reads under way at once, so that each store round trip overlaps the others instead of
+# queueing behind them; an instance holds more objects (``executors.base.SMALL_AHEAD``),
+# whose uploads go on meanwhile.
 _THREADS = 4
 
 

@@ -45,8 +45,11 @@ OPENBLAS_SPIN = "20"
 # pressure), so one unlucky retry does not charge the file; three deaths in a row do.
 MAX_ATTEMPTS = 3
 # Small objects an instance holds beyond the one it works on: it fetches their inputs and
-# commits their outputs meanwhile, and never waits on the executor between them.
-SMALL_AHEAD = 3
+# commits their outputs meanwhile, and never waits on the executor between them. An
+# object's result comes back once its output is uploaded, so the objects held cover the
+# reads and the uploads under way together: 1,000 small objects on S3 ran 3-8 % faster
+# with 7 than with 3, in four runs out of four.
+SMALL_AHEAD = 7
 
 
 class Worker(Protocol):

@@ -3,7 +3,7 @@
 Each instance is a ``spawn``-ed process (a clean interpreter, as a real instance is) talking
 to the executor over its own pipe. Items are handed out one at a time to whichever instance
 asks, so a slow file never holds up the others; small objects (``WorkItem.small``) go out
-several in one message, up to four held at a time, while enough are left for every
+several in one message, up to eight held at a time, while enough are left for every
 instance, so that the instance fetches the next inputs and uploads the last outputs while
 it works on one, and never waits on this process between objects; it reports their
 results in the order they came.
