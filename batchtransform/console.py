@@ -135,6 +135,8 @@ def cost_text(cost: dict[str, Any]) -> str:
     where its type has no price."""
     instances = f"{cost['InstanceCount']} x {cost['InstanceType']}"
     seconds = f"{cost['InstanceSeconds']:,.1f} instance-seconds"
+    if "PriceError" in cost:
+        return f"{instances}: {seconds} (no price: {cost['PriceError']})"
     if "JobUSD" not in cost:
         return f"{instances}: {seconds} (no price for {cost['InstanceType']})"
     endpoint = (

@@ -66,7 +66,9 @@ def job_cost(record: JobRecord) -> dict[str, Any]:
     a price, what they cost and what an endpoint with the same instances would cost.
 
     The endpoint figures use the InstanceCount the job asked for, as SageMaker would bill
-    it, and the ratio appears once the job has run long enough to cost anything.
+    it, and the ratio appears once the job has run long enough to cost anything. A price
+    file broken after the job was created gives ``PriceError`` (the file and member) in
+    place of the prices: Describe, and the waiters and log followers built on it, go on.
     """
     resources = record.request.get("TransformResources", {})
     instance_type = str(resources.get("InstanceType", ""))
@@ -77,7 +79,10 @@ def job_cost(record: JobRecord) -> dict[str, Any]:
         "InstanceCount": count,
         "InstanceSeconds": round(seconds, 3),
     }
-    price = price_table().get(instance_type)
+    try:
+        price = price_table().get(instance_type)
+    except ValidationError as exc:  # named here, but a job's status must stay readable
+        return {**cost, "PriceError": str(exc)}
     if price is not None:
         cost.update(_priced(price, seconds, count))
     return cost

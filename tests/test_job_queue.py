@@ -21,7 +21,7 @@ from models import tar_model, write_model
 
 from batchtransform import Session
 from batchtransform.admission import default_max_instances
-from batchtransform.cli import _status_text
+from batchtransform.console import JobFollower
 from batchtransform.logs import logs_dir
 from batchtransform.service import Service
 
@@ -164,7 +164,8 @@ def test_jobs_wait_their_turn_in_creation_order(
     }
     assert bench.queued("job-c") == {"Position": 2, "Reason": "1 job ahead in the queue"}
     assert bench.queued("job-d") == {"Position": 3, "Reason": "2 jobs ahead in the queue"}
-    assert _status_text("InProgress", bench.describe("job-d")["Progress"]) == "queued: position 3"
+    bar = JobFollower().fields(bench.describe("job-d"), time.monotonic())  # run's progress bar
+    assert bar["status"] == "queued: position 3"
     assert "Queued: position 1 on this machine (waiting for 1 instance slot" in controller_log(
         "job-b"
     )

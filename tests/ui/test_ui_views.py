@@ -4,10 +4,12 @@ chart series from the store's samples (thinned for long jobs)."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 from typing import Any
 
 import pytest
 
+from batchtransform import pricing
 from batchtransform.api.ui import views
 from batchtransform.service import Service
 from batchtransform.store import JobRecord, SampleRecord
@@ -77,3 +79,28 @@ def test_chart_series_are_rates_and_thinned() -> None:
     cpu = series["instances"]["instance-1"]
     assert len(cpu) <= views.MAX_CHART_POINTS + 1
     assert (cpu[0]["cpu_percent"], cpu[-1]["cpu_percent"]) == (0, count - 1)
+
+
+def test_the_job_page_shows_the_cost_beside_an_endpoints(
+    dashboard: Any, http: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dashboard.add_record("priced")
+    request = {
+        "TransformJobName": "priced",
+        "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 2},
+    }
+    progress = {"instance_seconds": {"ml.m5.large": 90.0}}
+    dashboard.store.update_job("priced", request=request, progress=progress)
+    dashboard.sign_in(http)
+    price = pricing.price_table()["ml.m5.large"].usd_per_hour
+    page = html.unescape(http.get("/ui/jobs/priced").text)
+    assert f"{90 / 3600 * price:.4f} USD for 90 instance-seconds of ml.m5.large" in page
+    assert f"{2 * 24 * price:.2f} USD/day" in page
+    assert f"({2 * 24 * 3600 / 90:,.0f} times this job a day)" in page
+
+    broken = tmp_path / "prices.json"
+    broken.write_text('{"prices": {"ml.m5.large": "cheap"}}')
+    monkeypatch.setenv(pricing.SETTING, str(broken))
+    page = html.unescape(http.get("/ui/jobs/priced").text)
+    assert "90 instance-seconds of ml.m5.large (no price: price table" in page
+    assert "prices.ml.m5.large: must be a positive number" in page
