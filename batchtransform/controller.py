@@ -35,7 +35,7 @@ from batchtransform.assembly import (
 )
 from batchtransform.data.record_errors import errors_part_url, errors_url, limit_from
 from batchtransform.errors import BatchTransformError, StorageError, one_line
-from batchtransform.executors import Event, Executor, create_executor
+from batchtransform.executors import Event, EventKind, Executor, create_executor
 from batchtransform.instance import InstanceFactory, ItemResult
 from batchtransform.job_queue import Turn, enqueue, withdraw
 from batchtransform.jobs import JobStatus, transition
@@ -242,7 +242,10 @@ class JobRun:
         handler = getattr(self, f"_on_{event.kind.value}", None)
         if handler is not None:
             handler(event)
-        self._save()
+        # A launch comes as the executor starts each instance: a save there would open the
+        # store (loading the database layer) before the instances start, not beside them.
+        if event.kind is not EventKind.INSTANCE_LAUNCHED:
+            self._save()
 
     def _on_ready(self, event: Event) -> None:
         if self.record.start_time is None:
