@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from batchtransform.jobs import JobStatus
+from batchtransform.jobs import JobStatus, seconds_left
 
 __all__ = [
     "RATE_WINDOW_SECONDS",
@@ -87,12 +87,10 @@ class JobFollower:
         }
 
     def _eta_text(self, done: int, total: int, now: float) -> str:
-        """Time left from the objects left at the pace objects have ended so far: the
-        input's total bytes are not known, its object count is."""
-        if self.running_since is None or not done or not total or done >= total:
+        if self.running_since is None:
             return ""
-        pace = (now - self.running_since) / done
-        return f"ETA {_duration_text(pace * (total - done))} (from objects)"
+        left = seconds_left(now - self.running_since, done, total)
+        return "" if left is None else f"ETA {_duration_text(left)} (from objects)"
 
 
 def follow_with_progress(describe: Describe, name: str) -> dict[str, Any]:

@@ -66,3 +66,12 @@ def transition(store: Store, name: str, target: JobStatus, **fields: Any) -> boo
     if reason is not None and len(reason) > FAILURE_REASON_MAX:
         fields["failure_reason"] = reason[: FAILURE_REASON_MAX - 3] + "..."
     return store.update_job(name, sources_of(target), status=target.value, **fields)
+
+
+def seconds_left(elapsed: float, done: int, total: int) -> float | None:
+    """A running job's time left, from the objects left at the pace objects have ended so
+    far (its input's object count is known, its bytes are not); None before the first
+    object ends and once all have."""
+    if not done or not total or done >= total:
+        return None
+    return elapsed * (total - done) / done

@@ -24,7 +24,7 @@ from batchtransform.jobs import JobStatus, transition
 from batchtransform.store import JobRecord, ModelRecord, Query, SampleRecord, Store, open_store
 from batchtransform.validation import validate_request
 
-__all__ = ["LOGS_OPERATIONS", "OPERATIONS", "Service"]
+__all__ = ["LOGS_OPERATIONS", "OPERATIONS", "Service", "epoch_seconds"]
 
 # Starts a new job's controller, given the job's record; returns the controller's process
 # id when it runs in a process of its own.
@@ -327,7 +327,8 @@ def _datetime(epoch: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc)
 
 
-def _epoch(value: Any) -> float | None:
+def epoch_seconds(value: Any) -> float | None:
+    """A time as the API takes or gives it (datetime, ISO 8601 text, epoch number)."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -387,10 +388,10 @@ def _query(request: Mapping[str, Any], sort_keys: Mapping[str, str]) -> Query:
     return Query(
         name_contains=request.get("NameContains"),
         status_equals=request.get("StatusEquals"),
-        created_after=_epoch(request.get("CreationTimeAfter")),
-        created_before=_epoch(request.get("CreationTimeBefore")),
-        modified_after=_epoch(request.get("LastModifiedTimeAfter")),
-        modified_before=_epoch(request.get("LastModifiedTimeBefore")),
+        created_after=epoch_seconds(request.get("CreationTimeAfter")),
+        created_before=epoch_seconds(request.get("CreationTimeBefore")),
+        modified_after=epoch_seconds(request.get("LastModifiedTimeAfter")),
+        modified_before=epoch_seconds(request.get("LastModifiedTimeBefore")),
         sort_by=sort_keys[request.get("SortBy", "CreationTime")],
         descending=request.get("SortOrder", "Descending") == "Descending",
         offset=_decode_token(request.get("NextToken")),

@@ -44,7 +44,7 @@ from botocore.credentials import Credentials
 
 from batchtransform.api.protocol import ApiError, Request
 
-__all__ = ["LOGS_SIGNING_NAME", "MAX_CLOCK_SKEW", "SIGNING_NAME", "Verifier"]
+__all__ = ["LOGS_SIGNING_NAME", "MAX_CLOCK_SKEW", "SIGNING_NAME", "Verifier", "matching_key"]
 
 SIGNING_NAME = "sagemaker"
 LOGS_SIGNING_NAME = "logs"
@@ -63,6 +63,18 @@ class _Authorization:
     service: str
     signed_headers: tuple[str, ...]
     signature: str
+
+
+def matching_key(credentials: Mapping[str, str], key_id: bytes, secret: bytes) -> str | None:
+    """The access key id whose pair ``key_id`` and ``secret`` are, for a pair sent as it
+    is (a sign-in form, HTTP Basic) rather than signed: every pair is compared, each half
+    in constant time and with ``&`` rather than ``and``, so the time taken tells neither
+    which key ids exist nor which half was wrong."""
+    matched = None
+    for key, known in credentials.items():
+        if hmac.compare_digest(key.encode(), key_id) & hmac.compare_digest(known.encode(), secret):
+            matched = key
+    return matched
 
 
 class Verifier:

@@ -67,6 +67,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from batchtransform.api.auth import matching_key
 from batchtransform.api.protocol import Request, Response
 from batchtransform.jobs import JobStatus
 from batchtransform.service import Service
@@ -145,7 +146,7 @@ class MetricsAccess:
     token as a bearer token; anyone when there is neither."""
 
     def __init__(self, credentials: Mapping[str, str], token: str | None) -> None:
-        self._credentials = [(k.encode(), s.encode()) for k, s in credentials.items()]
+        self._credentials = dict(credentials)
         self._token = token.encode() if token else None
 
     @property
@@ -174,12 +175,7 @@ class MetricsAccess:
             user, _, password = base64.b64decode(encoded, validate=True).partition(b":")
         except (binascii.Error, ValueError):
             return False
-        # Every pair is compared, with & rather than and, so the time taken does not
-        # tell which key ids exist.
-        allowed = False
-        for key, secret in self._credentials:
-            allowed |= hmac.compare_digest(user, key) & hmac.compare_digest(password, secret)
-        return allowed
+        return matching_key(self._credentials, user, password) is not None
 
 
 class MetricsEndpoint:

@@ -25,6 +25,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from batchtransform.api.auth import matching_key
+
 __all__ = ["COOKIE_NAME", "SESSION_SECONDS", "Session", "SessionKeeper"]
 
 COOKIE_NAME = "batchtransform_session"
@@ -63,17 +65,10 @@ class SessionKeeper:
         return not self._credentials
 
     def sign_in(self, access_key_id: str, secret_access_key: str) -> Session | None:
-        """A new session for a matching pair, else None.
-
-        Every known pair is compared, each half with ``compare_digest``, so the time taken
-        tells nothing about which half (or how much of it) was right.
-        """
-        matched = ""
-        for key, secret in self._credentials.items():
-            key_ok = hmac.compare_digest(key.encode(), access_key_id.encode())
-            secret_ok = hmac.compare_digest(secret.encode(), secret_access_key.encode())
-            if key_ok & secret_ok:
-                matched = key
+        """A new session for a matching pair (``auth.matching_key``), else None."""
+        matched = matching_key(
+            self._credentials, access_key_id.encode(), secret_access_key.encode()
+        )
         return self.new_session(matched) if matched else None
 
     def new_session(self, principal: str = "") -> Session:

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 from batchtransform import pricing
 from batchtransform.cloudwatch_logs import LOG_GROUP
 from batchtransform.errors import ValidationError
-from batchtransform.jobs import JobStatus
-from batchtransform.service import Service
+from batchtransform.jobs import JobStatus, seconds_left
+from batchtransform.service import Service, epoch_seconds
 from batchtransform.store import JobRecord, Query
 
 _Point = TypeVar("_Point")
@@ -67,8 +67,8 @@ def job_row(description: Mapping[str, Any], now: float | None = None) -> dict[st
     """One job's line on the list: status, progress, rate, ETA, instances, times."""
     progress = description.get("Progress", {})
     status = description["TransformJobStatus"]
-    start = _epoch(description.get("TransformStartTime"))
-    end = _epoch(description.get("TransformEndTime"))
+    start = epoch_seconds(description.get("TransformStartTime"))
+    end = epoch_seconds(description.get("TransformEndTime"))
     total = progress.get("ObjectsTotal", 0)
     done = progress.get("ObjectsCompleted", 0) + progress.get("ObjectsFailed", 0)
     records = progress.get("RecordsProcessed", 0)
@@ -90,7 +90,7 @@ def job_row(description: Mapping[str, Any], now: float | None = None) -> dict[st
         "instance_type": description.get("TransformResources", {}).get("InstanceType", ""),
         "queue_position": queued["Position"] if queued else None,
         "queue_reason": queued["Reason"] if queued else "",
-        "created": _shown_time(_epoch(description.get("CreationTime"))),
+        "created": _shown_time(epoch_seconds(description.get("CreationTime"))),
         "start": _shown_time(start),
         "end": _shown_time(end),
         "failure_reason": description.get("FailureReason", ""),
@@ -145,7 +145,8 @@ def samples(service: Service, name: str, since: float | None = None) -> dict[str
 def list_models(service: Service) -> list[dict[str, Any]]:
     models = service.call("ListModels", {"MaxResults": MAX_LISTED})["Models"]
     return [
-        {"name": m["ModelName"], "created": _shown_time(_epoch(m["CreationTime"]))} for m in models
+        {"name": m["ModelName"], "created": _shown_time(epoch_seconds(m["CreationTime"]))}
+        for m in models
     ]
 
 
@@ -157,7 +158,7 @@ def model_detail(service: Service, name: str) -> dict[str, Any]:
     return {
         "name": description["ModelName"],
         "arn": description["ModelArn"],
-        "created": _shown_time(_epoch(description["CreationTime"])),
+        "created": _shown_time(epoch_seconds(description["CreationTime"])),
         "containers": [_container(c) for c in containers],
         "jobs": jobs_using_model(service, name),
     }
@@ -250,18 +251,8 @@ def _thinned(points: Sequence[_Point]) -> list[_Point]:
 
 
 def _eta(elapsed: float, done: int, total: int) -> float | None:
-    """Seconds left at the average pace so far; None before the first object is done."""
-    if not done or not total or done >= total:
-        return None
-    return round(elapsed * (total - done) / done, 1)
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    return float(value)
+    left = seconds_left(elapsed, done, total)
+    return None if left is None else round(left, 1)
 
 
 def _shown_time(epoch: float | None) -> str:
